@@ -1,0 +1,44 @@
+# Two commands: `make demo` runs the main job, `make test` runs every check.
+# Both bootstrap what they need (virtual environment, pinned dependencies) and are quick
+# on a second run: the install re-runs only when pyproject.toml or constraints.txt change.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.lakebed-installed
+export DO_NOT_TRACK := 1
+
+.PHONY: setup demo test lint typecheck unit bench lock clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (set PYTHON=...)")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $@
+
+demo: setup
+	$(BIN)/lakebed demo
+
+test: lint typecheck unit
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python benchmarks/bench_world.py
+
+# Re-pin every dependency to what is installed now (run after changing pyproject.toml).
+lock: setup
+	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check > constraints.txt
+
+clean:
+	rm -rf $(VENV) lakebed-data .mypy_cache .ruff_cache .pytest_cache

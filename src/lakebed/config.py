@@ -1,0 +1,83 @@
+"""Lakebed's one settings object: ``lakebed.toml``, then ``LAKEBED_*`` environment variables.
+
+Precedence, highest first: values passed in code (the CLI's options), ``LAKEBED_*``
+variables (nested with ``__``, e.g. ``LAKEBED_WORLD__N_DAYS=30``), the TOML file
+(``./lakebed.toml`` or the file named by ``LAKEBED_CONFIG``), then the defaults. This is
+the only module that reads the environment; everything else receives a ``Settings``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from lakebed.world.spec import WorldSpec
+
+Profile = Literal["local", "cluster"]
+CONFIG_FILE_VARIABLE = "LAKEBED_CONFIG"
+MASK = "********"
+
+
+def config_file() -> Path:
+    return Path(os.environ.get(CONFIG_FILE_VARIABLE, "lakebed.toml"))
+
+
+class Settings(BaseSettings):
+    """Resolved configuration. Secrets are ``SecretStr`` so they print masked."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LAKEBED_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    profile: Profile = Field("local", description="local (embedded engines) or cluster")
+    data_home: Path = Field(Path("lakebed-data"), description="where all data is written")
+    world: WorldSpec = Field(WorldSpec(), description="the payments world simulator")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file())
+        return (init_settings, env_settings, toml)
+
+    def masked(self) -> dict[str, Any]:
+        """Every setting as plain data, secrets replaced by a mask (safe to print)."""
+        masked: dict[str, Any] = _mask(self, self.model_dump())
+        return masked
+
+
+def _mask(model: Any, dumped: Any) -> Any:
+    if isinstance(model, SecretStr):
+        return MASK
+    if isinstance(dumped, dict) and isinstance(model, BaseModel):
+        return {key: _mask(getattr(model, key), value) for key, value in dumped.items()}
+    return dumped
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"world": {"seed": 0}}`` -> ``{"world.seed": 0}``, for printing as a table."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

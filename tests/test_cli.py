@@ -1,0 +1,84 @@
+"""The command line: every command listed, options validated with readable errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lakebed.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in an empty folder with no LAKEBED_* variables of the caller."""
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("LAKEBED_")]:
+        monkeypatch.delenv(name)
+
+
+def test_help_lists_every_command() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("generate", "demo", "config"):
+        assert command in result.output
+
+
+def test_config_show_resolves_file_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    Path("lakebed.toml").write_text('data_home = "elsewhere"\n[world]\nn_days = 12\nseed = 4\n')
+    monkeypatch.setenv("LAKEBED_WORLD__SEED", "9")
+    monkeypatch.setenv("LAKEBED_PROFILE", "cluster")
+    result = runner.invoke(app, ["config", "show"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in _rows(result.output)}
+    assert rows["profile"] == "cluster"
+    assert rows["data_home"] == "elsewhere"
+    assert rows["world.n_days"] == "12"
+    assert rows["world.seed"] == "9"  # the environment beats the file
+
+
+def _rows(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.count("│") == 3]
+
+
+def test_bad_setting_is_a_message_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAKEBED_PROFILE", "laptop")
+    result = runner.invoke(app, ["config", "show"])
+    assert result.exit_code == 2
+    assert "profile" in result.output
+    assert "laptop" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--customers", "-5"], "n_customers"),
+        (["--days", "0"], "n_days"),
+        (["--radius", "0"], "radius"),
+        (["--currencies", "EUR,XYZ"], "unknown currency code(s) XYZ"),
+        (["--start-date", "April"], "--start-date must be YYYY-MM-DD"),
+        (["--chunk-days", "0"], "--chunk-days must be at least 1"),
+    ],
+)
+def test_generate_rejects_bad_options(arguments: list[str], message: str) -> None:
+    result = runner.invoke(app, ["generate", *arguments])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not Path("lakebed-data/world").exists()
+
+
+def test_generate_prints_the_summary(tmp_path: Path) -> None:
+    arguments = ["generate", "--customers", "80", "--terminals", "200", "--days", "6"]
+    result = runner.invoke(app, [*arguments, "--data-home", str(tmp_path / "home")])
+    assert result.exit_code == 0, result.output
+    for label in ("transactions", "frauds", "dirty: duplicate", "transaction files"):
+        assert label in result.output
+    assert (tmp_path / "home" / "landing" / "transactions").is_dir()
+    again = runner.invoke(app, [*arguments, "--data-home", str(tmp_path / "home")])
+    assert "reused (same spec)" in again.output
