@@ -31,6 +31,28 @@ def config_file() -> Path:
     return Path(os.environ.get(CONFIG_FILE_VARIABLE, "lakebed.toml"))
 
 
+class LakeSettings(BaseModel):
+    """Where the Iceberg catalog and warehouse live. Empty means the profile's default:
+    SQLite and a folder under the data home for the local profile."""
+
+    model_config = {"extra": "forbid"}
+
+    catalog_uri: str | None = Field(None, description="SQLAlchemy URI of the SQL catalog")
+    warehouse: str | None = Field(None, description="warehouse location (file:// or s3://)")
+    ingest_batch_files: int = Field(32, gt=0, description="landing files per bronze commit")
+
+
+class ServeSettings(BaseModel):
+    """Read-only SQL serving (``lakebed sql``, ``POST /sql``) and the API server."""
+
+    model_config = {"extra": "forbid"}
+
+    max_rows: int = Field(10_000, gt=0, description="rows returned at most per query")
+    timeout_seconds: float = Field(30.0, gt=0, description="a query running longer is cancelled")
+    host: str = Field("127.0.0.1", description="API bind address (loopback by default)")
+    port: int = Field(8000, gt=0, lt=65536)
+
+
 class Settings(BaseSettings):
     """Resolved configuration. Secrets are ``SecretStr`` so they print masked."""
 
@@ -44,6 +66,8 @@ class Settings(BaseSettings):
     profile: Profile = Field("local", description="local (embedded engines) or cluster")
     data_home: Path = Field(Path("lakebed-data"), description="where all data is written")
     world: WorldSpec = Field(WorldSpec(), description="the payments world simulator")
+    lake: LakeSettings = Field(LakeSettings(), description="Iceberg catalog and warehouse")
+    serve: ServeSettings = Field(ServeSettings(), description="SQL serving and the API")
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,1 @@
+"""The lakehouse: Iceberg storage and catalog, bronze ingestion, publishing, quality."""
