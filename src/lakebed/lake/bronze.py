@@ -1,0 +1,360 @@
+"""Bronze ingestion: every landing file becomes Iceberg rows exactly as it arrived.
+
+Each line is kept verbatim in ``payload`` with where it came from (``_source_file``,
+``_file_sha256``, ``_line_number``) and when (``_batch_id``, ``_ingested_at``). A line that
+is not valid UTF-8 or not valid JSON is kept too, with ``_parse_error`` saying why: bronze
+never drops anything; the contracts in silver decide what is usable.
+
+The ledger of ingested files is the bronze table itself (its ``_source_file`` and
+``_file_sha256`` columns), so it can never disagree with the data, and each batch of files
+is one Iceberg commit: a killed ingest leaves either the whole batch or none of it, and the
+rerun picks up exactly the files that are missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.table import Table
+
+METADATA_FIELDS = [
+    pa.field("_parse_error", pa.string()),
+    pa.field("_source_file", pa.string(), nullable=False),
+    pa.field("_file_sha256", pa.string(), nullable=False),
+    pa.field("_line_number", pa.int64(), nullable=False),
+    pa.field("_batch_id", pa.string(), nullable=False),
+    pa.field("_ingested_at", pa.timestamp("us", tz="UTC"), nullable=False),
+]
+MAX_BATCH_BYTES = 256 * 1024 * 1024
+LEDGER_PROPERTY = "lakebed.ingested-files"
+
+
+@dataclass(frozen=True)
+class Feed:
+    """A kind of landing file and the bronze table it feeds."""
+
+    table: str
+    folder: str
+    pattern: str
+    columns: tuple[str, ...] = ()  # CSV: the expected header, kept as string columns
+
+    @property
+    def is_csv(self) -> bool:
+        return bool(self.columns)
+
+    def schema(self) -> pa.Schema:
+        parsed = [pa.field(name, pa.string()) for name in self.columns]
+        return pa.schema(
+            [*parsed, pa.field("payload", pa.string(), nullable=False), *METADATA_FIELDS]
+        )
+
+
+FEEDS = (
+    Feed("transactions", "transactions", "*.jsonl"),
+    Feed("chargebacks", "chargebacks", "*.jsonl"),
+    Feed(
+        "customers", "reference", "customers*.csv", ("customer_id", "card_id", "home_x", "home_y")
+    ),
+    Feed(
+        "terminals",
+        "reference",
+        "terminals*.csv",
+        ("terminal_id", "x", "y", "mcc", "merchant_category", "time_zone", "currency"),
+    ),
+)
+
+
+class ChangedFileError(ValueError):
+    """A landing file changed content while it was being ingested."""
+
+
+class HeaderMismatchError(ValueError):
+    """A CSV export whose header is not the one its bronze table expects."""
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    name: str  # relative to the landing folder: the stable identity of the file
+    path: Path
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Lines:
+    """One file split into lines: parsed CSV columns, verbatim payloads, parse errors."""
+
+    parsed: list[list[str | None]]
+    payloads: list[str]
+    errors: list[str | None]
+    first_line: int
+
+
+@dataclass
+class FeedReport:
+    table: str
+    files_ingested: int = 0
+    files_unchanged: int = 0
+    files_refused: list[str] = field(default_factory=list)
+    rows: int = 0
+    unparsed_rows: int = 0
+    batches: int = 0
+
+
+@dataclass
+class IngestReport:
+    feeds: list[FeedReport]
+
+    @property
+    def refused(self) -> list[str]:
+        return [name for feed in self.feeds for name in feed.files_refused]
+
+    @property
+    def rows(self) -> int:
+        return sum(feed.rows for feed in self.feeds)
+
+
+Progress = Callable[[str, int, int], None]
+"""Called with (table, files done, files to do)."""
+
+
+def ingest(
+    catalog: Catalog,
+    landing: Path,
+    *,
+    batch_files: int = 32,
+    on_progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest every new landing file into its bronze table; already-ingested files are
+    skipped, changed ones refused (reported, not raised, so the other files go on)."""
+    reports = []
+    for feed in FEEDS:
+        files = sorted((landing / feed.folder).glob(feed.pattern))
+        reports.append(_ingest_feed(catalog, feed, landing, files, batch_files, on_progress))
+    return IngestReport(reports)
+
+
+def bronze_table(catalog: Catalog, feed: Feed) -> Table:
+    identifier = f"bronze.{feed.table}"
+    try:
+        return catalog.load_table(identifier)
+    except NoSuchTableError:
+        return catalog.create_table(identifier, schema=feed.schema())
+
+
+def ingested_files(table: Table) -> dict[str, str]:
+    """``_source_file`` -> ``_file_sha256`` of every file already in the table.
+
+    The rows are the ledger. An empty file has no rows, so each commit also lists its files
+    in the snapshot summary; those entries only matter for empty files.
+    """
+    if table.current_snapshot() is None:
+        return {}
+    ledger: dict[str, str] = {}
+    for snapshot in table.snapshots():
+        if snapshot.summary is not None:
+            listed = snapshot.summary.additional_properties.get(LEDGER_PROPERTY)
+            ledger.update(json.loads(listed) if listed else {})
+    rows = table.scan(selected_fields=("_source_file", "_file_sha256")).to_arrow()
+    pairs = pl.DataFrame(pl.from_arrow(rows)).unique().iter_rows()
+    ledger.update({str(name): str(digest) for name, digest in pairs})
+    return ledger
+
+
+def _ingest_feed(
+    catalog: Catalog,
+    feed: Feed,
+    landing: Path,
+    files: list[Path],
+    batch_files: int,
+    on_progress: Progress | None,
+) -> FeedReport:
+    report = FeedReport(feed.table)
+    table = bronze_table(catalog, feed)
+    ledger = ingested_files(table)
+    todo: list[LandingFile] = []
+    for path in files:
+        name = path.relative_to(landing).as_posix()
+        digest = _sha256(path)
+        if name not in ledger:
+            todo.append(LandingFile(name, path, digest, path.stat().st_size))
+        elif ledger[name] == digest:
+            report.files_unchanged += 1
+        else:
+            report.files_refused.append(
+                f"{name}: content changed since it was ingested (sha256 {ledger[name][:12]}… "
+                f"is now {digest[:12]}…); land corrections under a new file name"
+            )
+    for batch in _batches(todo, batch_files):
+        try:
+            rows = _batch_rows(feed, batch)
+        except HeaderMismatchError as error:
+            report.files_refused.append(str(error))
+            continue
+        listed = json.dumps({item.name: item.sha256 for item in batch}, sort_keys=True)
+        table.append(rows, snapshot_properties={LEDGER_PROPERTY: listed})
+        report.batches += 1
+        report.files_ingested += len(batch)
+        report.rows += rows.num_rows
+        report.unparsed_rows += rows.num_rows - rows["_parse_error"].null_count
+        if on_progress:
+            on_progress(feed.table, report.files_ingested, len(todo))
+    return report
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(8 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _batches(todo: list[LandingFile], batch_files: int) -> Iterator[list[LandingFile]]:
+    """Groups of files for one commit each, bounded in count and bytes (memory)."""
+    batch: list[LandingFile] = []
+    size = 0
+    for item in todo:
+        if batch and (len(batch) >= batch_files or size + item.size > MAX_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += item.size
+    if batch:
+        yield batch
+
+
+def _batch_rows(feed: Feed, batch: list[LandingFile]) -> pa.Table:
+    """All rows of one batch as one Arrow table; metadata columns are built by Polars
+    (constants and ranges), never as Python lists per line."""
+    parts = []
+    for landing_file in batch:
+        content = landing_file.path.read_bytes()
+        if hashlib.sha256(content).hexdigest() != landing_file.sha256:
+            raise ChangedFileError(f"{landing_file.name} changed while it was being ingested")
+        lines = (
+            _csv_lines(feed, landing_file.name, content) if feed.is_csv else _json_lines(content)
+        )
+        size = len(lines.payloads)
+        parts.append(
+            pl.DataFrame(
+                {
+                    **{column: lines.parsed[i] for i, column in enumerate(feed.columns)},
+                    "payload": lines.payloads,
+                    "_parse_error": lines.errors,
+                },
+                schema={
+                    **dict.fromkeys(feed.columns, pl.String),
+                    "payload": pl.String,
+                    "_parse_error": pl.String,
+                },
+            ).with_columns(
+                _source_file=pl.lit(landing_file.name),
+                _file_sha256=pl.lit(landing_file.sha256),
+                _line_number=pl.int_range(
+                    lines.first_line, lines.first_line + size, dtype=pl.Int64
+                ),
+            )
+        )
+    frame = pl.concat(parts).with_columns(
+        _batch_id=pl.lit(uuid.uuid4().hex),
+        _ingested_at=pl.lit(datetime.now(UTC)).cast(pl.Datetime("us", "UTC")),
+    )
+    if not feed.is_csv:
+        frame = _flag_invalid_json(frame)
+    return frame.to_arrow().cast(feed.schema())
+
+
+def _json_lines(content: bytes) -> Lines:
+    """Payloads (verbatim; undecodable bytes escaped as \\xNN) and the UTF-8 errors. Whole
+    files decode in one call; only a file with a bad byte is decoded line by line."""
+    try:
+        payloads = content.decode("utf-8").split("\n")
+        errors: list[str | None] = [None] * len(payloads)
+    except UnicodeDecodeError:
+        payloads, errors = [], []
+        for raw in content.split(b"\n"):
+            try:
+                payloads.append(raw.decode("utf-8"))
+                errors.append(None)
+            except UnicodeDecodeError as error:
+                payloads.append(raw.decode("utf-8", errors="backslashreplace"))
+                errors.append(f"invalid UTF-8: {error.reason} at byte {error.start}")
+    if payloads and payloads[-1] == "":
+        payloads.pop()
+        errors.pop()
+    return Lines([], payloads, errors, first_line=1)
+
+
+def _flag_invalid_json(frame: pl.DataFrame) -> pl.DataFrame:
+    """DuckDB's vectorised ``json_valid`` over the whole batch; only the few invalid lines
+    go through Python's parser, for an error message that says where it broke."""
+    connection = duckdb.connect()
+    try:
+        payloads = frame.select("payload").to_arrow()
+        connection.register("payloads", payloads)
+        relation = connection.sql(
+            "SELECT coalesce(json_valid(payload) AND starts_with(ltrim(payload), '{'), false) "
+            "AS ok FROM payloads"
+        )
+        assert relation is not None
+        valid = pl.Series(relation.to_arrow_table().column("ok"))
+    finally:
+        connection.close()
+    invalid = (~valid) & frame["_parse_error"].is_null()
+    if not invalid.any():
+        return frame
+    rows = invalid.arg_true().to_list()
+    errors = frame["_parse_error"].to_list()
+    payload = frame["payload"]
+    for row in rows:
+        errors[row] = _json_error(payload[row])
+    return frame.with_columns(_parse_error=pl.Series(errors, dtype=pl.String))
+
+
+def _json_error(payload: str) -> str:
+    try:
+        value = json.loads(payload)
+    except json.JSONDecodeError as error:
+        return f"invalid JSON: {error.msg} at char {error.pos}"
+    return f"not a JSON object: {type(value).__name__}"
+
+
+def _csv_lines(feed: Feed, name: str, content: bytes) -> Lines:
+    """The header is checked, then left out; line numbers still count it, so
+    ``_line_number`` points at the line in the file."""
+    text = content.decode("utf-8", errors="backslashreplace")
+    lines = text.splitlines()
+    header = next(csv.reader([lines[0]])) if lines else []
+    if tuple(header) != feed.columns:
+        raise HeaderMismatchError(
+            f"{name}: header {','.join(header)} is not the expected {','.join(feed.columns)}"
+        )
+    parsed: list[list[str | None]] = [[] for _ in feed.columns]
+    payloads: list[str] = []
+    errors: list[str | None] = []
+    for line in lines[1:]:
+        values = next(csv.reader(io.StringIO(line)), [])
+        payloads.append(line)
+        if len(values) == len(feed.columns):
+            errors.append(None)
+            for column, value in zip(parsed, values, strict=True):
+                column.append(value)
+        else:
+            errors.append(f"expected {len(feed.columns)} fields, got {len(values)}")
+            for column in parsed:
+                column.append(None)
+    return Lines(parsed, payloads, errors, first_line=2)
