@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from lakebed.world.dirt import DIRTY_KINDS
+from lakebed.world.events import FRAUD_PATTERNS
 from lakebed.world.generate import generate_world
 from lakebed.world.spec import ISO_4217, DirtyRates, FeedSpec, WorldSpec
 from tests.world.helpers import feed_lines, manifest, truth
@@ -138,6 +139,7 @@ def _well_typed(event: dict[str, Any]) -> bool:
 def test_chargebacks_report_every_fraud_late(small_home: Path, small_spec: WorldSpec) -> None:
     frauds = truth(small_home).filter(pl.col("is_fraud"))
     times = dict(zip(frauds["transaction_id"], frauds["tx_datetime"], strict=True))
+    scenarios = dict(zip(frauds["transaction_id"], frauds["fraud_scenario"], strict=True))
     reported = set()
     for path, lines in feed_lines(small_home, "chargebacks").items():
         previous = None
@@ -152,6 +154,7 @@ def test_chargebacks_report_every_fraud_late(small_home: Path, small_spec: World
             assert (at.date() - START).days == file_day(path)
             assert previous is None or previous <= at
             previous = at
+            assert chargeback["fraud_pattern"] == FRAUD_PATTERNS[scenarios[number]]
             reported.add(number)
     assert reported == set(times)
 

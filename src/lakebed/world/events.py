@@ -21,6 +21,8 @@ CHANNELS = ("chip", "contactless", "online", "magstripe")
 CHANNEL_WEIGHTS = (0.45, 0.35, 0.17, 0.03)
 CHANNEL_MISSING_RATE = 0.05
 CHARGEBACK_REASON = "10.4"  # card-absent fraud, the common scheme reason code
+# The issuer's investigation classifies each fraud: the pattern behind it, by scenario.
+FRAUD_PATTERNS = ("", "high_amount", "compromised_terminal", "compromised_card")
 ID_DIGITS = 10
 
 
@@ -106,6 +108,9 @@ def render_chargebacks(frame: pl.DataFrame, currencies: tuple[str, ...]) -> list
             card_key().alias("card_id"),
             pl.col("reported_at").dt.to_string("%Y-%m-%dT%H:%M:%SZ").alias("reported_at"),
             pl.lit(CHARGEBACK_REASON).alias("reason_code"),
+            pl.col("fraud_scenario")
+            .replace_strict(dict(enumerate(FRAUD_PATTERNS)), return_dtype=pl.String)
+            .alias("fraud_pattern"),
             pl.struct(value=pl.col("amount_value"), currency=pl.lit(currency)).alias("amount"),
         )
     )

@@ -178,6 +178,9 @@ ISO_4217 = frozenset(
     ]
 )
 
+# Bump when the simulator's output changes for the same spec, so old worlds are not reused.
+OUTPUT_VERSION = 2
+
 Rate = Annotated[float, Field(ge=0.0, le=0.5)]
 
 
@@ -298,4 +301,5 @@ class WorldSpec(_Frozen):
 
     def fingerprint(self) -> str:
         """A short content hash: a world on disk is reused only when it matches."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        content = f"{OUTPUT_VERSION}:{self.model_dump_json()}"
+        return hashlib.sha256(content.encode()).hexdigest()[:16]
