@@ -39,6 +39,7 @@ def test_every_amount_above_220_is_fraud(default_truth: tuple[object, pl.DataFra
 
 def test_fraud_flag_matches_scenario(default_truth: tuple[object, pl.DataFrame]) -> None:
     _, frame = default_truth
+    assert frame["amount_cents"].min() == 1  # the rounding floor: never a 0.00 payment
     assert (frame["is_fraud"] == (frame["fraud_scenario"] > 0)).all()
 
 

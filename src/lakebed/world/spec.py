@@ -179,7 +179,7 @@ ISO_4217 = frozenset(
 )
 
 # Bump when the simulator's output changes for the same spec, so old worlds are not reused.
-OUTPUT_VERSION = 2
+OUTPUT_VERSION = 3
 
 Rate = Annotated[float, Field(ge=0.0, le=0.5)]
 

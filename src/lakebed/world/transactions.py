@@ -94,7 +94,9 @@ class TransactionSimulator:
         amount = rng.normal(mean, self.customers.std_amount[customer])
         negative = amount < 0
         amount[negative] = rng.uniform(0, 2 * mean[negative])
-        amount_cents = np.rint(amount * 100).astype(np.int64)
+        # A payment is at least one cent: the handbook's rounding can give 0.00 (about 1 in
+        # 50,000 transactions), which no card network would carry.
+        amount_cents = np.maximum(np.rint(amount * 100).astype(np.int64), 1)
 
         rng = stream(self.spec.seed, Purpose.TX_TERMINALS, day)
         pick = rng.integers(0, self._reach_counts[customer])

@@ -1,0 +1,6 @@
+select
+    customer_id,
+    card_id,
+    home_x,
+    home_y
+from {{ ref('customers') }}

@@ -1,0 +1,9 @@
+select
+    terminal_id,
+    location_x,
+    location_y,
+    mcc,
+    merchant_category,
+    time_zone,
+    currency
+from {{ ref('terminals') }}

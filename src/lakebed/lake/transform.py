@@ -1,0 +1,147 @@
+"""Silver and gold with dbt: expose bronze to dbt, run ``dbt build``, report the results.
+
+On the local profile dbt runs on DuckDB (dbt-duckdb) in a database file under the data
+home. DuckDB cannot read Iceberg offline (its extension downloads at run time), so bronze
+is exposed as views over the Parquet data files of the tables' current snapshots, planned
+by pyiceberg: zero-copy, and exactly the committed data (bronze is append-only, so there
+are no delete files to apply).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import duckdb
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+
+from lakebed.config import Settings
+from lakebed.lake.bronze import FEEDS, bronze_table
+from lakebed.lake.catalog import lakehouse_dir
+
+DBT_PROJECT = Path(__file__).resolve().parents[3] / "dbt"
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    name: str
+    kind: str  # model, test, seed
+    status: str  # success, pass, fail, error, warn, skipped
+    message: str
+    rows: int | None
+
+
+@dataclass
+class BuildResult:
+    success: bool
+    nodes: list[NodeResult] = field(default_factory=list)
+
+    def counts(self, kind: str) -> Counter[str]:
+        return Counter(node.status for node in self.nodes if node.kind == kind)
+
+    @property
+    def failures(self) -> list[NodeResult]:
+        return [n for n in self.nodes if n.status in ("fail", "error")]
+
+
+def dbt_database(settings: Settings) -> Path:
+    return lakehouse_dir(settings) / "dbt.duckdb"
+
+
+def expose_bronze(catalog: Catalog, database: Path) -> None:
+    """(Re)create ``bronze.<table>`` views over the current Iceberg data files."""
+    connection = duckdb.connect(str(database))
+    try:
+        connection.execute("CREATE SCHEMA IF NOT EXISTS bronze")
+        for feed in FEEDS:
+            table = bronze_table(catalog, feed)
+            tasks = list(table.scan().plan_files())
+            if any(task.delete_files for task in tasks):
+                raise RuntimeError(f"bronze.{feed.table} has delete files; bronze is append-only")
+            paths = [_local_path(task.file.file_path) for task in tasks]
+            view = f"bronze.{feed.table}"
+            if paths:
+                files = ", ".join(f"'{path}'" for path in paths)
+                connection.execute(
+                    f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet([{files}])"
+                )
+            else:  # no data yet: an empty table with the bronze schema
+                empty = pa.table(
+                    {f.name: pa.array([], f.type) for f in feed.schema()}, schema=feed.schema()
+                )
+                connection.register("empty_bronze", empty)
+                connection.execute(f"DROP VIEW IF EXISTS {view}")
+                connection.execute(f"CREATE OR REPLACE TABLE {view} AS SELECT * FROM empty_bronze")
+                connection.unregister("empty_bronze")
+    finally:
+        connection.close()
+
+
+def _local_path(uri: str) -> str:
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("", "file"):
+        raise ValueError(f"the local profile reads local files, not {uri}")
+    return unquote(parsed.path).replace("'", "''")
+
+
+@contextmanager
+def _dbt_environment(settings: Settings, database: Path) -> Any:
+    """dbt reads its profile from environment variables; set them only around the run."""
+    values = {
+        "LAKEBED_DBT_TARGET": "local" if settings.profile == "local" else settings.profile,
+        "LAKEBED_DBT_DUCKDB_PATH": str(database),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        "DO_NOT_TRACK": "1",
+    }
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_dbt(
+    settings: Settings, catalog: Catalog, arguments: list[str] | None = None
+) -> BuildResult:
+    """``dbt build`` (or the given command) over the current bronze snapshot."""
+    from dbt.cli.main import dbtRunner
+
+    database = dbt_database(settings)
+    expose_bronze(catalog, database)
+    target_dir = lakehouse_dir(settings) / "dbt-target"
+    log_dir = lakehouse_dir(settings) / "dbt-logs"
+    command = [
+        *(arguments or ["build"]),
+        "--project-dir", str(DBT_PROJECT),
+        "--profiles-dir", str(DBT_PROJECT),
+        "--target-path", str(target_dir),
+        "--log-path", str(log_dir),
+        "--quiet",
+    ]  # fmt: skip
+    with _dbt_environment(settings, database):
+        outcome = dbtRunner().invoke(command)
+    executed: list[Any] = list(getattr(outcome.result, "results", None) or [])
+    nodes = [
+        NodeResult(
+            name=result.node.name,
+            kind=result.node.resource_type.value,
+            status=str(getattr(result.status, "value", result.status)),
+            message=str(result.message or ""),
+            rows=(result.adapter_response or {}).get("rows_affected"),
+        )
+        for result in executed
+    ]
+    if outcome.exception is not None:
+        raise RuntimeError(f"dbt failed to run: {outcome.exception}")
+    return BuildResult(success=bool(outcome.success), nodes=nodes)
