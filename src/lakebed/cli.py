@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from lakebed.config import Settings, flatten
+from lakebed.console import (
+    build_table,
+    console,
+    day_progress,
+    errors,
+    file_progress,
+    ingest_table,
+    layers_table,
+    publish_table,
+    quarantine_table,
+    world_table,
+)
+from lakebed.lake.pipeline import LakehouseReport
 from lakebed.world.generate import Generated, generate_world
 from lakebed.world.spec import WorldSpec
 
@@ -33,9 +36,6 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-
-console = Console()
-errors = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -72,50 +72,6 @@ def config_show() -> None:
     for key, value in flatten(settings.masked()).items():
         table.add_row(key, str(value))
     console.print(table)
-
-
-@contextmanager
-def day_progress(total_days: int) -> Iterator[Callable[[int, int], None]]:
-    columns = (
-        TextColumn("[bold]generating world"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("days · {task.fields[transactions]:,} transactions"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("world", total=total_days, transactions=0)
-
-        def update(days: int, transactions: int) -> None:
-            progress.update(task, completed=days, transactions=transactions)
-
-        yield update
-
-
-def print_world(generated: Generated) -> None:
-    summary = generated.summary
-    table = Table(title="Payments world", show_header=False)
-    table.add_column("", style="cyan")
-    table.add_column("", justify="right")
-    table.add_row("transactions", f"{summary.transactions:,}")
-    table.add_row("customers", f"{summary.customers:,}")
-    table.add_row("terminals", f"{summary.terminals:,}")
-    table.add_row("days", f"{summary.days:,}")
-    table.add_row("frauds", f"{summary.frauds:,} ({summary.fraud_rate:.2%})")
-    for scenario, count in summary.frauds_by_scenario.items():
-        table.add_row(f"  {scenario.replace('_', ' ')}", f"{count:,}")
-    table.add_row("chargebacks reported", f"{summary.chargebacks:,}")
-    table.add_row("feed lines", f"{summary.transaction_lines:,}")
-    for kind, count in summary.dirty_by_kind.items():
-        table.add_row(f"  dirty: {kind.replace('_', ' ')}", f"{count:,}")
-    table.add_row("transaction files", f"{summary.transaction_files:,}")
-    table.add_row("chargeback files", f"{summary.chargeback_files:,}")
-    table.add_row("reference files", f"{summary.reference_files:,}")
-    table.add_row("bytes written", f"{summary.bytes_written / 1e6:,.1f} MB")
-    verb = "reused (same spec)" if generated.reused else "generated"
-    table.add_row("time", f"{generated.seconds:.1f} s, {verb}")
-    console.print(table)
-    console.print(f"landing files in [bold]{generated.data_home / 'landing'}[/]")
 
 
 def run_generate(settings: Settings, chunk_days: int, force: bool) -> Generated:
@@ -175,7 +131,9 @@ def generate(
     except ValidationError as error:
         fail(describe(error))
     settings = base.model_copy(update={"world": spec})
-    print_world(run_generate(settings, chunk_days, force))
+    generated = run_generate(settings, chunk_days, force)
+    console.print(world_table(generated))
+    console.print(f"landing files in [bold]{generated.data_home / 'landing'}[/]")
 
 
 def _parse_date(text: str | None) -> date | None:
@@ -188,13 +146,164 @@ def _parse_date(text: str | None) -> date | None:
 
 
 @app.command()
+def ingest(
+    data_home: Annotated[Path | None, typer.Option(help="Data home to ingest.")] = None,
+) -> None:
+    """Ingest new landing files into bronze Iceberg tables (idempotent, one commit per batch)."""
+    from lakebed.lake.catalog import open_catalog
+    from lakebed.lake.pipeline import ingest_stage
+
+    settings = load_settings(data_home=data_home)
+    with file_progress() as update:
+        report = ingest_stage(settings, open_catalog(settings), on_progress=update)
+    console.print(ingest_table(report))
+    if report.refused:
+        fail("landing files refused:\n  " + "\n  ".join(report.refused), code=1)
+
+
+@app.command()
+def transform(
+    data_home: Annotated[Path | None, typer.Option(help="Data home to build.")] = None,
+) -> None:
+    """Build silver and gold with dbt (tests included) and publish them as Iceberg tables."""
+    from lakebed.lake.catalog import open_catalog
+    from lakebed.lake.pipeline import build_stage, publish_stage
+
+    settings = load_settings(data_home=data_home)
+    catalog = open_catalog(settings)
+    with console.status("dbt build ..."):
+        try:
+            result = build_stage(settings, catalog)
+        except RuntimeError as error:
+            fail(str(error), code=1)
+    console.print(build_table(result))
+    with console.status("publishing to Iceberg ..."):
+        console.print(publish_table(publish_stage(settings, catalog)))
+
+
+@app.command()
+def run(
+    data_home: Annotated[Path | None, typer.Option(help="Data home to work in.")] = None,
+    generate_world: Annotated[
+        bool, typer.Option("--generate/--no-generate", help="Generate the world first.")
+    ] = True,
+) -> None:
+    """Run the lakehouse flow (Prefect): generate, ingest, dbt build, publish; then report."""
+    settings = load_settings(data_home=data_home)
+    report = _run_flow(settings, generate_world)
+    _print_lakehouse(report)
+
+
+def _run_flow(settings: Settings, generate_world: bool) -> LakehouseReport:
+    from lakebed.flows.environment import prepare_prefect
+
+    prepare_prefect(settings)
+    from lakebed.flows import lakehouse
+
+    started = time.perf_counter()
+    with day_progress(settings.world.n_days) as update:
+        try:
+            report = lakehouse.run(settings, generate_world=generate_world, on_generate=update)
+        except lakehouse.RefusedFilesError as error:
+            fail(
+                f"{error}\nThe landing area holds files of another world than the one in "
+                "bronze: use a fresh data home (or delete its lakehouse/ folder) to start over.",
+                code=1,
+            )
+        except Exception as error:  # the flow already logged the details
+            fail(f"the lakehouse flow failed: {type(error).__name__}: {error}", code=1)
+    console.log(f"lakehouse flow finished in {time.perf_counter() - started:.1f} s")
+    return report
+
+
+def _print_lakehouse(report: LakehouseReport) -> None:
+    console.print(ingest_table(report.ingest))
+    if report.skipped:
+        console.print(f"[yellow]dbt build skipped:[/] {report.skipped}")
+    if report.build:
+        console.print(build_table(report.build))
+    if report.published:
+        console.print(publish_table(report.published))
+    console.print(layers_table(report))
+    console.print(quarantine_table(report))
+
+
+OutputFormat = Literal["table", "csv", "json"]
+
+
+@app.command()
+def sql(
+    statement: Annotated[str, typer.Argument(help="One SELECT (or WITH ... SELECT) statement.")],
+    output: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
+    data_home: Annotated[Path | None, typer.Option(help="Data home to query.")] = None,
+) -> None:
+    """Query silver and gold, read-only (one SELECT; no writes, files or settings)."""
+    if output not in ("table", "csv", "json"):
+        fail(f"--format must be table, csv or json (got {output!r})")
+    _print_query(load_settings(data_home=data_home), statement, output)
+
+
+def _print_query(settings: Settings, statement: str, output: str) -> None:
+    from lakebed.serve.engine import QueryFailed, open_engine, to_csv, to_json
+    from lakebed.serve.guard import QueryRefused
+
+    engine = open_engine(settings)
+    try:
+        result = engine.query(statement)
+    except QueryRefused as error:
+        fail(f"refused: {error}")
+    except QueryFailed as error:
+        fail(str(error), code=1)
+    finally:
+        engine.close()
+    if output == "csv":
+        console.out(to_csv(result), end="")
+    elif output == "json":
+        console.out(to_json(result))
+    else:
+        table = Table(caption=_caption(result.row_count, result.truncated, result.elapsed_seconds))
+        for column, kind in zip(result.columns, result.types, strict=True):
+            table.add_column(f"{column}\n[dim]{kind.lower()}", overflow="fold")
+        for row in result.rows:
+            table.add_row(*("∅" if value is None else str(value) for value in row))
+        console.print(table)
+
+
+def _caption(rows: int, truncated: bool, seconds: float) -> str:
+    more = " (truncated: raise serve.max_rows for more)" if truncated else ""
+    return f"{rows:,} rows{more} in {seconds * 1000:.0f} ms"
+
+
+@app.command()
+def serve(
+    data_home: Annotated[Path | None, typer.Option(help="Data home to serve.")] = None,
+) -> None:
+    """Start the API (POST /sql, GET /tables, GET /health) on serve.host:serve.port."""
+    from lakebed.serve.api import run_server
+
+    settings = load_settings(data_home=data_home)
+    console.print(
+        f"serving on http://{settings.serve.host}:{settings.serve.port} "
+        "(docs at /docs; Ctrl+C stops)"
+    )
+    run_server(settings)
+
+
+@app.command()
 def demo(
     data_home: Annotated[Path | None, typer.Option(help="Where to write.")] = None,
 ) -> None:
-    """Run the main job on the local profile: generate the default world and summarise it."""
+    """The main job: generate the world, build the lakehouse, and query gold."""
+    from lakebed.serve.demo import EXAMPLE_QUERIES
+
     settings = load_settings(data_home=data_home)
     console.rule(f"[bold]Lakebed demo[/] · profile {settings.profile}")
-    print_world(run_generate(settings, chunk_days=8, force=False))
+    report = _run_flow(settings, generate_world=True)
+    _print_lakehouse(report)
+    for title, sql in EXAMPLE_QUERIES:
+        console.rule(f"[bold]{title}")
+        console.print(sql.strip(), style="dim", highlight=False)
+        _print_query(settings, sql, "table")
 
 
 if __name__ == "__main__":

@@ -9,12 +9,13 @@ are no delete files to apply).
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlparse
 
 import duckdb
@@ -90,58 +91,53 @@ def _local_path(uri: str) -> str:
     return unquote(parsed.path).replace("'", "''")
 
 
-@contextmanager
-def _dbt_environment(settings: Settings, database: Path) -> Any:
-    """dbt reads its profile from environment variables; set them only around the run."""
-    values = {
-        "LAKEBED_DBT_TARGET": "local" if settings.profile == "local" else settings.profile,
+def _dbt_environment(settings: Settings, database: Path) -> dict[str, str]:
+    """dbt reads its profile from these variables (see dbt/profiles.yml)."""
+    return {
+        **os.environ,
+        "LAKEBED_DBT_TARGET": settings.profile,
         "LAKEBED_DBT_DUCKDB_PATH": str(database),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DO_NOT_TRACK": "1",
     }
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def run_dbt(
     settings: Settings, catalog: Catalog, arguments: list[str] | None = None
 ) -> BuildResult:
-    """``dbt build`` (or the given command) over the current bronze snapshot."""
-    from dbt.cli.main import dbtRunner
+    """``dbt build`` (or the given command) over the current bronze snapshot.
 
+    dbt runs in a child process: its adapter keeps global state and open connections for
+    the life of a process, which would hold the DuckDB file against the publish step.
+    """
     database = dbt_database(settings)
     expose_bronze(catalog, database)
     target_dir = lakehouse_dir(settings) / "dbt-target"
-    log_dir = lakehouse_dir(settings) / "dbt-logs"
+    results_file = target_dir / "run_results.json"
+    results_file.unlink(missing_ok=True)
     command = [
+        sys.executable, "-c", "from dbt.cli.main import cli; cli()",
         *(arguments or ["build"]),
         "--project-dir", str(DBT_PROJECT),
         "--profiles-dir", str(DBT_PROJECT),
         "--target-path", str(target_dir),
-        "--log-path", str(log_dir),
-        "--quiet",
+        "--log-path", str(lakehouse_dir(settings) / "dbt-logs"),
     ]  # fmt: skip
-    with _dbt_environment(settings, database):
-        outcome = dbtRunner().invoke(command)
-    executed: list[Any] = list(getattr(outcome.result, "results", None) or [])
+    completed = subprocess.run(
+        command, env=_dbt_environment(settings, database), capture_output=True, text=True
+    )
+    if not results_file.exists():
+        tail = "\n".join((completed.stdout + completed.stderr).splitlines()[-20:])
+        raise RuntimeError(f"dbt did not run (exit code {completed.returncode}):\n{tail}")
+    executed = json.loads(results_file.read_text())["results"]
     nodes = [
         NodeResult(
-            name=result.node.name,
-            kind=result.node.resource_type.value,
-            status=str(getattr(result.status, "value", result.status)),
-            message=str(result.message or ""),
-            rows=(result.adapter_response or {}).get("rows_affected"),
+            name=result["unique_id"].split(".")[-1],
+            kind=result["unique_id"].split(".")[0],
+            status=result["status"],
+            message=str(result.get("message") or ""),
+            rows=(result.get("adapter_response") or {}).get("rows_affected"),
         )
         for result in executed
     ]
-    if outcome.exception is not None:
-        raise RuntimeError(f"dbt failed to run: {outcome.exception}")
-    return BuildResult(success=bool(outcome.success), nodes=nodes)
+    return BuildResult(success=completed.returncode == 0, nodes=nodes)

@@ -79,10 +79,10 @@ def read_summary(data_home: Path) -> WorldSummary | None:
 
 
 def existing_fingerprint(data_home: Path) -> str | None:
-    path = data_home / "world" / "spec.json"
-    if not path.exists():
-        return None
-    return WorldSpec.model_validate_json(path.read_text()).fingerprint()
+    """The fingerprint the world on disk was generated with (it includes the simulator's
+    output version, so it cannot be recomputed from spec.json alone)."""
+    summary = read_summary(data_home)
+    return summary.fingerprint if summary else None
 
 
 def generate_world(

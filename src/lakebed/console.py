@@ -1,0 +1,154 @@
+"""Rich renderings of what the stages report: what a person reads at the end of a run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from lakebed.lake.bronze import IngestReport
+from lakebed.lake.pipeline import LakehouseReport
+from lakebed.lake.publish import PublishedTable
+from lakebed.lake.transform import BuildResult
+from lakebed.world.generate import Generated
+
+console = Console()
+errors = Console(stderr=True)
+
+
+@contextmanager
+def day_progress(total_days: int) -> Iterator[Callable[[int, int], None]]:
+    columns = (
+        TextColumn("[bold]generating world"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("days · {task.fields[transactions]:,} transactions"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("world", total=total_days, transactions=0)
+
+        def update(days: int, transactions: int) -> None:
+            progress.update(task, completed=days, transactions=transactions)
+
+        yield update
+
+
+@contextmanager
+def file_progress() -> Iterator[Callable[[str, int, int], None]]:
+    columns = (
+        TextColumn("[bold]ingesting {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def update(table: str, done: int, total: int) -> None:
+            if table not in tasks:
+                tasks[table] = progress.add_task(table, total=total)
+            progress.update(tasks[table], completed=done, total=total)
+
+        yield update
+
+
+def world_table(generated: Generated) -> Table:
+    summary = generated.summary
+    table = Table(title="Payments world", show_header=False)
+    table.add_column("", style="cyan")
+    table.add_column("", justify="right")
+    table.add_row("transactions", f"{summary.transactions:,}")
+    table.add_row("customers", f"{summary.customers:,}")
+    table.add_row("terminals", f"{summary.terminals:,}")
+    table.add_row("days", f"{summary.days:,}")
+    table.add_row("frauds", f"{summary.frauds:,} ({summary.fraud_rate:.2%})")
+    for scenario, count in summary.frauds_by_scenario.items():
+        table.add_row(f"  {scenario.replace('_', ' ')}", f"{count:,}")
+    table.add_row("chargebacks reported", f"{summary.chargebacks:,}")
+    table.add_row("feed lines", f"{summary.transaction_lines:,}")
+    for kind, count in summary.dirty_by_kind.items():
+        table.add_row(f"  dirty: {kind.replace('_', ' ')}", f"{count:,}")
+    table.add_row("transaction files", f"{summary.transaction_files:,}")
+    table.add_row("chargeback files", f"{summary.chargeback_files:,}")
+    table.add_row("reference files", f"{summary.reference_files:,}")
+    table.add_row("bytes written", f"{summary.bytes_written / 1e6:,.1f} MB")
+    verb = "reused (same spec)" if generated.reused else "generated"
+    table.add_row("time", f"{generated.seconds:.1f} s, {verb}")
+    return table
+
+
+def ingest_table(report: IngestReport) -> Table:
+    table = Table(title="Bronze ingestion")
+    for column in ("table", "new files", "skipped", "refused", "rows", "unparsed", "commits"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for feed in report.feeds:
+        table.add_row(
+            f"bronze.{feed.table}",
+            f"{feed.files_ingested:,}",
+            f"{feed.files_unchanged:,}",
+            f"{len(feed.files_refused):,}",
+            f"{feed.rows:,}",
+            f"{feed.unparsed_rows:,}",
+            f"{feed.batches:,}",
+        )
+    table.caption = "skipped = already ingested, unchanged; refused = changed since ingested"
+    return table
+
+
+def build_table(result: BuildResult) -> Table:
+    table = Table(title="dbt build")
+    table.add_column("kind")
+    table.add_column("results", justify="left")
+    for kind in ("seed", "model", "test"):
+        counts: Counter[str] = result.counts(kind)
+        if counts:
+            table.add_row(kind, ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    for failure in result.failures:
+        table.add_row(f"[red]{failure.name}", failure.message[:200])
+    return table
+
+
+def publish_table(published: list[PublishedTable]) -> Table:
+    table = Table(title="Published Iceberg tables")
+    table.add_column("table")
+    table.add_column("rows written", justify="right")
+    table.add_column("how")
+    for item in published:
+        table.add_row(item.identifier, f"{item.rows:,}", item.mode)
+    return table
+
+
+def layers_table(report: LakehouseReport) -> Table:
+    table = Table(title="Rows per layer")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in report.layer_rows.items():
+        layer = name.split(".")[0]
+        style = {"bronze": "yellow", "silver": "white", "gold": "bold"}.get(layer, "")
+        table.add_row(f"[{style}]{name}", f"{rows:,}")
+    return table
+
+
+def quarantine_table(report: LakehouseReport) -> Table:
+    table = Table(title="Quarantined rows by rule")
+    table.add_column("feed")
+    table.add_column("rule")
+    table.add_column("rows", justify="right")
+    for (feed, rule), rows in report.quarantine.items():
+        table.add_row(feed, rule, f"{rows:,}")
+    if not report.quarantine:
+        table.add_row("-", "nothing quarantined", "0")
+    return table

@@ -1,0 +1,226 @@
+"""The HTTP API: read-only SQL over silver and gold (``POST /sql``), the table list, health.
+
+Every error is JSON ``{"error": <kind>, "message": <text>}`` and never a stack trace:
+
+======================  ======  ==========================================================
+kind                    status  when
+======================  ======  ==========================================================
+``invalid_request``     422     the body is not ``{"sql": str, "max_rows": int?}``
+``refused``             400     not one read-only SELECT over silver/gold (guard's reason)
+``query_failed``        400     the engine rejected the query (unknown column, bad cast...)
+``timeout``             504     the query ran past ``serve.timeout_seconds``; 504, not 408,
+                                because clients and proxies retry 408 automatically and a
+                                slow query would only run again
+``nothing_published``   503     no silver or gold table exists yet: run the pipeline
+``engine_unavailable``  503     the engine could not be opened (catalog unreachable...)
+``internal``            500     a bug; the details go to the server log, not the client
+======================  ======  ==========================================================
+
+The engine opens at startup, or on first use when the app runs without its lifespan
+(tests), so ``create_app`` itself stays cheap and never touches the catalog.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from lakebed.config import Settings
+from lakebed.serve.engine import (
+    NothingPublished,
+    QueryFailed,
+    QueryTimeout,
+    SqlEngine,
+    TableInfo,
+    open_engine,
+)
+from lakebed.serve.guard import MAX_SQL_CHARS, QueryRefused
+
+log = logging.getLogger(__name__)
+NOTHING_PUBLISHED = "no silver or gold table is published yet; run the pipeline first"
+
+
+class SqlRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    sql: str = Field(max_length=MAX_SQL_CHARS, description="one SELECT over silver/gold")
+    max_rows: int | None = Field(
+        None, gt=0, description="rows returned at most; default and ceiling: serve.max_rows"
+    )
+
+
+class SqlResponse(BaseModel):
+    columns: list[str]
+    types: list[str] = Field(description="DuckDB type of each column")
+    rows: list[list[Any]] = Field(description="dates ISO strings, decimals numbers")
+    row_count: int
+    truncated: bool = Field(description="more rows existed than were returned")
+    elapsed_ms: float
+
+
+class ColumnOut(BaseModel):
+    name: str
+    type: str
+
+
+class TableOut(BaseModel):
+    name: str = Field(description="qualified name to use in SQL, e.g. gold.fct_transactions")
+    snapshot_id: int | None = Field(description="the Iceberg snapshot being served")
+    columns: list[ColumnOut]
+
+    @classmethod
+    def of(cls, table: TableInfo) -> TableOut:
+        columns = [ColumnOut(name=c.name, type=c.type) for c in table.columns]
+        return cls(name=table.qualified_name, snapshot_id=table.snapshot_id, columns=columns)
+
+
+class TablesResponse(BaseModel):
+    tables: list[TableOut]
+    message: str | None = Field(None, description="set when nothing is published yet")
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    message: str
+
+
+class EngineUnavailable(QueryFailed):
+    """The SQL engine could not be opened; the message says why."""
+
+
+class _EngineSlot:
+    """Holds the engine, opening it once on first use (thread-safe)."""
+
+    def __init__(self, settings: Settings, engine: SqlEngine | None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.owned = engine is None  # an engine passed in is closed by whoever made it
+        self._lock = threading.Lock()
+
+    def get(self) -> SqlEngine:
+        with self._lock:
+            if self.engine is None:
+                try:
+                    self.engine = open_engine(self.settings)
+                except Exception as error:
+                    log.exception("could not open the SQL engine")
+                    reason = (str(error).strip() or type(error).__name__).splitlines()[0]
+                    raise EngineUnavailable(
+                        f"the SQL engine could not be opened: {reason}"
+                    ) from None
+            return self.engine
+
+    def close(self) -> None:
+        with self._lock:
+            if self.owned and self.engine is not None:
+                self.engine.close()
+                self.engine = None
+
+
+def _engine(request: Request) -> SqlEngine:
+    slot: _EngineSlot = request.app.state.engine_slot
+    return slot.get()
+
+
+# Module level, not inside create_app: FastAPI resolves the (postponed) annotations of the
+# endpoints against module globals.
+Engine = Annotated[SqlEngine, Depends(_engine)]
+
+
+def create_app(settings: Settings, engine: SqlEngine | None = None) -> FastAPI:
+    """The API over ``engine``, or over the profile's engine opened from ``settings``."""
+    slot = _EngineSlot(settings, engine)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Fail early and load the tables before the first request; a failure is logged
+        # and requests answer 503 with the reason.
+        with suppress(EngineUnavailable):
+            slot.get()
+        yield
+        slot.close()
+
+    app = FastAPI(
+        title="Lakebed SQL",
+        description="Read-only SQL over the silver and gold tables of the lakehouse.",
+        lifespan=lifespan,
+        responses={400: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    )
+    app.state.engine_slot = slot
+    _add_error_handlers(app)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        """Liveness only: answers without touching the engine or the catalog."""
+        return {"status": "ok", "profile": settings.profile}
+
+    @app.get("/tables", response_model=TablesResponse)
+    def tables(engine: Engine) -> TablesResponse:
+        served = [TableOut.of(table) for table in engine.tables()]
+        return TablesResponse(tables=served, message=None if served else NOTHING_PUBLISHED)
+
+    @app.post(
+        "/sql",
+        response_model=SqlResponse,
+        responses={503: {"model": ErrorResponse}, 504: {"model": ErrorResponse}},
+    )
+    def sql(body: SqlRequest, engine: Engine) -> SqlResponse | JSONResponse:
+        ceiling = settings.serve.max_rows
+        if body.max_rows is not None and body.max_rows > ceiling:
+            message = f"max_rows: must be at most {ceiling} (got {body.max_rows})"
+            return _error(422, "invalid_request", message)
+        result = engine.query(body.sql, max_rows=body.max_rows or ceiling)
+        return SqlResponse(**result.to_dict())
+
+    return app
+
+
+def run_server(settings: Settings) -> None:
+    """Serve the API on ``serve.host``:``serve.port`` until interrupted (``lakebed serve``)."""
+    uvicorn.run(create_app(settings), host=settings.serve.host, port=settings.serve.port)
+
+
+def _error(status: int, kind: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": kind, "message": message})
+
+
+def _handler(status: int, kind: str) -> Callable[[Request, Exception], JSONResponse]:
+    def handle(_: Request, error: Exception) -> JSONResponse:
+        return _error(status, kind, str(error))
+
+    return handle
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    # Starlette picks the handler of the most specific class, so order does not matter.
+    app.add_exception_handler(QueryRefused, _handler(400, "refused"))
+    app.add_exception_handler(QueryFailed, _handler(400, "query_failed"))
+    app.add_exception_handler(QueryTimeout, _handler(504, "timeout"))
+    app.add_exception_handler(NothingPublished, _handler(503, "nothing_published"))
+    app.add_exception_handler(EngineUnavailable, _handler(503, "engine_unavailable"))
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(Exception, _internal)
+
+
+def _invalid_request(_: Request, error: Exception) -> JSONResponse:
+    """One line per problem, naming the field (``sql: Field required``)."""
+    problems = error.errors() if isinstance(error, RequestValidationError) else []
+    lines = []
+    for problem in problems:
+        where = ".".join(str(part) for part in problem["loc"] if part != "body") or "body"
+        lines.append(f"{where}: {problem['msg']}")
+    return _error(422, "invalid_request", "; ".join(lines) or "invalid request body")
+
+
+def _internal(_: Request, error: Exception) -> JSONResponse:
+    """The client gets the kind only; Starlette re-raises, so the server logs the traceback."""
+    return _error(500, "internal", f"internal error ({type(error).__name__}); see the server log")
