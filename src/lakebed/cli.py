@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -18,6 +18,7 @@ from lakebed.console import (
     day_progress,
     errors,
     file_progress,
+    flow_progress,
     ingest_table,
     layers_table,
     publish_table,
@@ -27,6 +28,9 @@ from lakebed.console import (
 from lakebed.lake.pipeline import LakehouseReport
 from lakebed.world.generate import Generated, generate_world
 from lakebed.world.spec import WorldSpec
+
+if TYPE_CHECKING:
+    from lakebed.serve.engine import SqlEngine
 
 app = typer.Typer(
     help="Lakebed: an open data & AI platform for card payments, laptop to cluster.",
@@ -201,9 +205,14 @@ def _run_flow(settings: Settings, generate_world: bool) -> LakehouseReport:
     from lakebed.flows import lakehouse
 
     started = time.perf_counter()
-    with day_progress(settings.world.n_days) as update:
+    with flow_progress(settings.world.n_days) as progress:
         try:
-            report = lakehouse.run(settings, generate_world=generate_world, on_generate=update)
+            report = lakehouse.run(
+                settings,
+                generate_world=generate_world,
+                on_generate=progress.generate,
+                on_ingest=progress.ingest,
+            )
         except lakehouse.RefusedFilesError as error:
             fail(
                 f"{error}\nThe landing area holds files of another world than the one in "
@@ -240,22 +249,28 @@ def sql(
     """Query silver and gold, read-only (one SELECT; no writes, files or settings)."""
     if output not in ("table", "csv", "json"):
         fail(f"--format must be table, csv or json (got {output!r})")
-    _print_query(load_settings(data_home=data_home), statement, output)
+    from lakebed.serve.engine import open_engine
+
+    try:
+        engine = open_engine(load_settings(data_home=data_home))
+    except (NotImplementedError, OSError, ValueError) as error:
+        fail(f"cannot open the SQL engine: {error}", code=1)
+    try:
+        _print_query(engine, statement, output)
+    finally:
+        engine.close()
 
 
-def _print_query(settings: Settings, statement: str, output: str) -> None:
-    from lakebed.serve.engine import QueryFailed, open_engine, to_csv, to_json
+def _print_query(engine: SqlEngine, statement: str, output: str) -> None:
+    from lakebed.serve.engine import QueryFailed, to_csv, to_json
     from lakebed.serve.guard import QueryRefused
 
-    engine = open_engine(settings)
     try:
         result = engine.query(statement)
     except QueryRefused as error:
         fail(f"refused: {error}")
     except QueryFailed as error:
         fail(str(error), code=1)
-    finally:
-        engine.close()
     if output == "csv":
         console.out(to_csv(result), end="")
     elif output == "json":
@@ -300,10 +315,20 @@ def demo(
     console.rule(f"[bold]Lakebed demo[/] · profile {settings.profile}")
     report = _run_flow(settings, generate_world=True)
     _print_lakehouse(report)
-    for title, sql in EXAMPLE_QUERIES:
-        console.rule(f"[bold]{title}")
-        console.print(sql.strip(), style="dim", highlight=False)
-        _print_query(settings, sql, "table")
+    from lakebed.serve.engine import open_engine
+
+    engine = open_engine(settings)
+    try:
+        for title, statement in EXAMPLE_QUERIES:
+            console.rule(f"[bold]{title}")
+            console.print(statement.strip(), style="dim", highlight=False)
+            _print_query(engine, statement, "table")
+    finally:
+        engine.close()
+    console.print(
+        '\nNext: [bold]lakebed sql "SELECT ..."[/] to query silver and gold, '
+        "[bold]lakebed serve[/] for the API (POST /sql)."
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from rich.console import Console
 from rich.progress import (
@@ -65,6 +66,38 @@ def file_progress() -> Iterator[Callable[[str, int, int], None]]:
         yield update
 
 
+@dataclass
+class FlowProgress:
+    """Progress callbacks of a lakehouse run, all drawn in one Rich progress display."""
+
+    generate: Callable[[int, int], None]
+    ingest: Callable[[str, int, int], None]
+
+
+@contextmanager
+def flow_progress(total_days: int) -> Iterator[FlowProgress]:
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[unit]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        world = progress.add_task("generating world", total=total_days, unit="days")
+        tasks: dict[str, TaskID] = {}
+
+        def generate(days: int, transactions: int) -> None:
+            progress.update(world, completed=days, unit=f"days · {transactions:,} transactions")
+
+        def ingest(table: str, done: int, total: int) -> None:
+            if table not in tasks:
+                tasks[table] = progress.add_task(f"ingesting {table}", total=total, unit="files")
+            progress.update(tasks[table], completed=done, total=total)
+
+        yield FlowProgress(generate, ingest)
+
+
 def world_table(generated: Generated) -> Table:
     summary = generated.summary
     table = Table(title="Payments world", show_header=False)
@@ -92,8 +125,9 @@ def world_table(generated: Generated) -> Table:
 
 def ingest_table(report: IngestReport) -> Table:
     table = Table(title="Bronze ingestion")
-    for column in ("table", "new files", "skipped", "refused", "rows", "unparsed", "commits"):
-        table.add_column(column, justify="left" if column == "table" else "right")
+    table.add_column("table", no_wrap=True)
+    for column in ("new", "skipped", "refused", "rows", "unparsable", "commits"):
+        table.add_column(column, justify="right", no_wrap=True)
     for feed in report.feeds:
         table.add_row(
             f"bronze.{feed.table}",
@@ -104,7 +138,9 @@ def ingest_table(report: IngestReport) -> Table:
             f"{feed.unparsed_rows:,}",
             f"{feed.batches:,}",
         )
-    table.caption = "skipped = already ingested, unchanged; refused = changed since ingested"
+    table.caption = (
+        "new, skipped, refused: files (skipped = already ingested; refused = changed since)"
+    )
     return table
 
 

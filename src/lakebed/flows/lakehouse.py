@@ -7,13 +7,12 @@ Prefect starts itself; with one (``prefect server start``), runs show up in the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from lakebed.config import Settings
 from lakebed.lake.bronze import IngestReport
+from lakebed.lake.bronze import Progress as IngestProgress
 from lakebed.lake.catalog import open_catalog
 from lakebed.lake.pipeline import (
     LakehouseReport,
@@ -29,8 +28,9 @@ from lakebed.lake.transform import BuildResult
 from lakebed.world.generate import Generated, Progress, generate_world
 
 # Rich progress callbacks cannot travel as flow parameters (those are serialised for the
-# Prefect API); the CLI sets this hook around a run instead.
+# Prefect API); the CLI sets these hooks around a run instead.
 generate_progress: Progress | None = None
+ingest_progress: IngestProgress | None = None
 TRANSIENT = (OSError, TimeoutError)
 
 
@@ -68,7 +68,7 @@ def generate(settings: Settings, chunk_days: int) -> Generated:
     cache_policy=NO_CACHE,
 )
 def ingest(settings: Settings) -> IngestReport:
-    return ingest_stage(settings, open_catalog(settings))
+    return ingest_stage(settings, open_catalog(settings), on_progress=ingest_progress)
 
 
 @task(name="dbt build", retries=1, retry_condition_fn=_transient, cache_policy=NO_CACHE)
@@ -111,11 +111,12 @@ def run(
     *,
     chunk_days: int = 8,
     generate_world: bool = True,
-    on_generate: Callable[[int, int], None] | None = None,
+    on_generate: Progress | None = None,
+    on_ingest: IngestProgress | None = None,
 ) -> LakehouseReport:
-    global generate_progress
-    generate_progress = on_generate
+    global generate_progress, ingest_progress
+    generate_progress, ingest_progress = on_generate, on_ingest
     try:
         return lakehouse(settings, chunk_days=chunk_days, generate_world=generate_world)
     finally:
-        generate_progress = None
+        generate_progress = ingest_progress = None
