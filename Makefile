@@ -34,7 +34,9 @@ unit: setup
 	$(BIN)/pytest
 
 bench: setup
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python benchmarks/bench_world.py
+	$(BIN)/python benchmarks/bench_lakehouse.py
 
 # Re-pin every dependency to what is installed now (run after changing pyproject.toml).
 lock: setup
