@@ -1,24 +1,4 @@
 -- Valid lines dropped because an earlier line had the same transaction id.
-with valid as (
-    select * from {{ ref('int_transactions_checked') }}
-    where failed_rule is null
-),
-
-ranked as (
-    select
-        *,
-        row_number() over (
-            partition by transaction_id order by source_file, line_number
-        ) as arrival,
-        first_value(source_file) over (
-            partition by transaction_id order by source_file, line_number
-        ) as kept_source_file,
-        first_value(line_number) over (
-            partition by transaction_id order by source_file, line_number
-        ) as kept_line_number
-    from valid
-)
-
 select
     transaction_id,
     source_file,
@@ -27,5 +7,5 @@ select
     kept_line_number,
     raw_line,
     ingested_at
-from ranked
+from {{ ref('int_transactions_arrivals') }}
 where arrival > 1

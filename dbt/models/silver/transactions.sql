@@ -1,19 +1,5 @@
 -- Valid transactions, one row per transaction id: the first arrival (earliest delivery
 -- file, then line) wins. Late events are kept and placed by their event time.
-with valid as (
-    select * from {{ ref('int_transactions_checked') }}
-    where failed_rule is null
-),
-
-ranked as (
-    select
-        *,
-        row_number() over (
-            partition by transaction_id order by source_file, line_number
-        ) as arrival
-    from valid
-)
-
 select
     transaction_id,
     event_time,
@@ -30,5 +16,5 @@ select
     line_number,
     batch_id,
     ingested_at
-from ranked
+from {{ ref('int_transactions_arrivals') }}
 where arrival = 1
