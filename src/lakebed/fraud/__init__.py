@@ -1,0 +1,1 @@
+"""The fraud model: feature declarations, training, evaluation, registry and scoring."""
