@@ -119,18 +119,26 @@ def test_customer_windows_match_an_independent_computation(lakehouse: Lakehouse)
             assert abs(float(row[f"customer_mean_amount_{days}d"]) - mean) < 1e-6
 
 
-def test_terminal_risk_uses_a_delayed_window(lakehouse: Lakehouse) -> None:
+def test_terminal_risk_uses_a_delayed_window_and_known_labels(lakehouse: Lakehouse) -> None:
     risk = table(lakehouse, "gold.terminal_risk_windows")
-    fct = table(lakehouse, "gold.fct_transactions").select("terminal_id", "event_time", "is_fraud")
-    for row in risk.sample(150, seed=4).iter_rows(named=True):
+    fct = table(lakehouse, "gold.fct_transactions").select(
+        "terminal_id", "event_time", "is_fraud", "fraud_reported_at"
+    )
+    risky = risk.filter(pl.col("terminal_risk_30d") > 0)
+    assert len(risky) > 20
+    for row in pl.concat([risky.sample(80, seed=4), risk.sample(80, seed=5)]).iter_rows(named=True):
         end = row["event_time"] - timedelta(days=7)
-        history = fct.filter(
-            (pl.col("terminal_id") == row["terminal_id"])
-            & pl.col("event_time").is_between(end - timedelta(days=7), end)
-        )
-        assert row["terminal_transactions_7d"] == len(history)
-        share = history.select(pl.col("is_fraud").mean()).item() if len(history) else 0.0
-        assert abs(row["terminal_risk_7d"] - share) < 1e-9
+        for days in (1, 7, 30):
+            history = fct.filter(
+                (pl.col("terminal_id") == row["terminal_id"])
+                & pl.col("event_time").is_between(end - timedelta(days=days), end)
+            )
+            assert row[f"terminal_transactions_{days}d"] == len(history)
+            known = history.filter(
+                pl.col("is_fraud") & (pl.col("fraud_reported_at") < row["event_time"])
+            )
+            share = len(known) / len(history) if len(history) else 0.0
+            assert abs(row[f"terminal_risk_{days}d"] - share) < 1e-9
 
 
 def test_another_iceberg_reader_sees_gold(lakehouse: Lakehouse) -> None:

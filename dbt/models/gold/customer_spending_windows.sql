@@ -1,18 +1,32 @@
--- The handbook's customer features: number of transactions and mean amount over the last
--- 1, 7 and 30 days, the current transaction included (time ranges, not row counts).
-{% set windows = [1, 7, 30] %}
+-- Generated from lakebed.fraud.features (feature set d620064bf4a7); do not edit.
+-- Regenerate with: python -m lakebed.fraud.features
+-- Customer spending: the current transaction included (time ranges, not rows).
 select
     transaction_id,
     customer_id,
     event_time,
-    {% for days in windows %}
     count(*) over (
         partition by customer_id order by event_time
-        range between interval {{ days }} days preceding and current row
-    ) as customer_transactions_{{ days }}d,
+        range between interval 1 days preceding and current row
+    ) as customer_transactions_1d,
     avg(amount) over (
         partition by customer_id order by event_time
-        range between interval {{ days }} days preceding and current row
-    ) as customer_mean_amount_{{ days }}d{{ "," if not loop.last }}
-    {% endfor %}
+        range between interval 1 days preceding and current row
+    ) as customer_mean_amount_1d,
+    count(*) over (
+        partition by customer_id order by event_time
+        range between interval 7 days preceding and current row
+    ) as customer_transactions_7d,
+    avg(amount) over (
+        partition by customer_id order by event_time
+        range between interval 7 days preceding and current row
+    ) as customer_mean_amount_7d,
+    count(*) over (
+        partition by customer_id order by event_time
+        range between interval 30 days preceding and current row
+    ) as customer_transactions_30d,
+    avg(amount) over (
+        partition by customer_id order by event_time
+        range between interval 30 days preceding and current row
+    ) as customer_mean_amount_30d
 from {{ ref('fct_transactions') }}

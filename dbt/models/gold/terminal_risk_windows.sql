@@ -1,35 +1,77 @@
--- The handbook's terminal features: number of transactions and risk (share of frauds) over
--- windows of 1, 7 and 30 days that end 7 days before the transaction (the delay period:
--- labels arrive late). Labels are those known now; the fraud model makes them point-in-time.
-{% set delay = 7 %}
-{% set windows = [1, 7, 30] %}
-with windowed as (
+-- Generated from lakebed.fraud.features (feature set d620064bf4a7); do not edit.
+-- Regenerate with: python -m lakebed.fraud.features
+-- Terminal risk: windows that end a week before the transaction (labels arrive
+-- late), counting only frauds reported before the transaction: point in time.
+with scored as (
+    select transaction_id, terminal_id, event_time from {{ ref('fct_transactions') }}
+),
+
+frauds as (
+    select terminal_id, event_time, fraud_reported_at from {{ ref('fct_transactions') }}
+    where is_fraud
+),
+
+counted as (
     select
         transaction_id,
-        terminal_id,
-        event_time,
-        {% for days in windows %}
         count(*) over (
             partition by terminal_id order by event_time
-            range between interval {{ days + delay }} days preceding
-                and interval {{ delay }} days preceding
-        ) as terminal_transactions_{{ days }}d,
-        count(*) filter (where is_fraud) over (
+            range between interval 8 days preceding and interval 7 days preceding
+        ) as terminal_transactions_1d,
+        count(*) over (
             partition by terminal_id order by event_time
-            range between interval {{ days + delay }} days preceding
-                and interval {{ delay }} days preceding
-        ) as terminal_frauds_{{ days }}d{{ "," if not loop.last }}
-        {% endfor %}
+            range between interval 14 days preceding and interval 7 days preceding
+        ) as terminal_transactions_7d,
+        count(*) over (
+            partition by terminal_id order by event_time
+            range between interval 37 days preceding and interval 7 days preceding
+        ) as terminal_transactions_30d
     from {{ ref('fct_transactions') }}
+),
+
+known as (
+    select
+        scored.transaction_id,
+        count(*) filter (
+            where frauds.event_time >= scored.event_time - interval 8 days
+            and frauds.event_time <= scored.event_time - interval 7 days
+        ) as frauds_1d,
+        count(*) filter (
+            where frauds.event_time >= scored.event_time - interval 14 days
+            and frauds.event_time <= scored.event_time - interval 7 days
+        ) as frauds_7d,
+        count(*) filter (
+            where frauds.event_time >= scored.event_time - interval 37 days
+            and frauds.event_time <= scored.event_time - interval 7 days
+        ) as frauds_30d
+    from scored
+    inner join frauds
+        on frauds.terminal_id = scored.terminal_id
+        and frauds.event_time >= scored.event_time - interval 37 days
+        and frauds.event_time <= scored.event_time - interval 7 days
+        and frauds.fraud_reported_at < scored.event_time
+    group by scored.transaction_id
 )
 
 select
-    transaction_id,
-    terminal_id,
-    event_time,
-    {% for days in windows %}
-    terminal_transactions_{{ days }}d,
-    coalesce(terminal_frauds_{{ days }}d / nullif(terminal_transactions_{{ days }}d, 0), 0)
-        as terminal_risk_{{ days }}d{{ "," if not loop.last }}
-    {% endfor %}
-from windowed
+    scored.transaction_id,
+    scored.terminal_id,
+    scored.event_time,
+    counted.terminal_transactions_1d,
+    counted.terminal_transactions_7d,
+    counted.terminal_transactions_30d,
+    coalesce(
+        coalesce(known.frauds_1d, 0) / nullif(counted.terminal_transactions_1d, 0),
+        0
+    ) as terminal_risk_1d,
+    coalesce(
+        coalesce(known.frauds_7d, 0) / nullif(counted.terminal_transactions_7d, 0),
+        0
+    ) as terminal_risk_7d,
+    coalesce(
+        coalesce(known.frauds_30d, 0) / nullif(counted.terminal_transactions_30d, 0),
+        0
+    ) as terminal_risk_30d
+from scored
+inner join counted on counted.transaction_id = scored.transaction_id
+left join known on known.transaction_id = scored.transaction_id

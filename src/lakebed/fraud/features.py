@@ -1,0 +1,198 @@
+"""The fraud model's features, declared once.
+
+Each window feature is data: an entity (customer or terminal), an aggregation, a window
+and a delay. The offline computation (the dbt gold models ``customer_spending_windows`` and
+``terminal_risk_windows``) is rendered from these declarations by ``render_model``, and a
+test holds the committed dbt files equal to the rendering; the online computation of the
+stream engine follows from the same declarations.
+
+Point in time: a terminal's risk counts only frauds whose chargeback was reported before
+the transaction being scored, because that is all a scorer could have known. Adding a
+label reported later never changes an earlier feature value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Entity = Literal["customer", "terminal"]
+Aggregation = Literal["count", "mean_amount", "fraud_share"]
+
+CUSTOMER_WINDOWS_DAYS = (1, 7, 30)
+TERMINAL_WINDOWS_DAYS = (1, 7, 30)
+DELAY_DAYS = 7  # labels arrive late: terminal windows end a week before the transaction
+NIGHT_LAST_HOUR = 6  # is_night: hour <= 6
+
+
+@dataclass(frozen=True)
+class WindowFeature:
+    entity: Entity
+    aggregation: Aggregation
+    window_days: int
+    delay_days: int = 0
+
+    @property
+    def name(self) -> str:
+        measure = {"count": "transactions", "mean_amount": "mean_amount", "fraud_share": "risk"}
+        return f"{self.entity}_{measure[self.aggregation]}_{self.window_days}d"
+
+
+CUSTOMER_AGGREGATIONS: tuple[Aggregation, ...] = ("count", "mean_amount")
+TERMINAL_AGGREGATIONS: tuple[Aggregation, ...] = ("count", "fraud_share")
+WINDOW_FEATURES: tuple[WindowFeature, ...] = (
+    *(
+        WindowFeature("customer", aggregation, days)
+        for days in CUSTOMER_WINDOWS_DAYS
+        for aggregation in CUSTOMER_AGGREGATIONS
+    ),
+    *(
+        WindowFeature("terminal", aggregation, days, DELAY_DAYS)
+        for days in TERMINAL_WINDOWS_DAYS
+        for aggregation in TERMINAL_AGGREGATIONS
+    ),
+)
+INSTANT_FEATURES = ("amount", "is_weekend", "is_night")
+FEATURE_NAMES = (*INSTANT_FEATURES, *(feature.name for feature in WINDOW_FEATURES))
+FEATURE_SET_VERSION = hashlib.sha256(
+    repr((WINDOW_FEATURES, INSTANT_FEATURES, NIGHT_LAST_HOUR)).encode()
+).hexdigest()[:12]
+
+MODEL_FOR: dict[Entity, str] = {
+    "customer": "customer_spending_windows",
+    "terminal": "terminal_risk_windows",
+}
+HEADER = (
+    "-- Generated from lakebed.fraud.features (feature set {version}); do not edit.\n"
+    "-- Regenerate with: python -m lakebed.fraud.features\n"
+)
+
+
+def features_of(entity: Entity) -> tuple[WindowFeature, ...]:
+    return tuple(feature for feature in WINDOW_FEATURES if feature.entity == entity)
+
+
+def render_model(entity: Entity, source: str = "{{ ref('fct_transactions') }}") -> str:
+    """The SQL of the entity's feature model over ``source`` (a relation with the columns
+    of ``fct_transactions``). The default source makes it a dbt model."""
+    header = HEADER.format(version=FEATURE_SET_VERSION)
+    if entity == "customer":
+        return header + _customer_sql(source)
+    return header + _terminal_sql(source)
+
+
+def _range(days: int, delay: int) -> str:
+    end = "current row" if delay == 0 else f"interval {delay} days preceding"
+    return f"range between interval {days + delay} days preceding and {end}"
+
+
+def _customer_sql(source: str) -> str:
+    columns = []
+    for feature in features_of("customer"):
+        aggregate = "count(*)" if feature.aggregation == "count" else "avg(amount)"
+        window = _range(feature.window_days, feature.delay_days)
+        columns.append(
+            f"    {aggregate} over (\n"
+            f"        partition by customer_id order by event_time\n"
+            f"        {window}\n"
+            f"    ) as {feature.name}"
+        )
+    body = ",\n".join(columns)
+    return (
+        "-- Customer spending: the current transaction included (time ranges, not rows).\n"
+        "select\n"
+        "    transaction_id,\n"
+        "    customer_id,\n"
+        "    event_time,\n"
+        f"{body}\n"
+        f"from {source}\n"
+    )
+
+
+def _terminal_sql(source: str) -> str:
+    features = features_of("terminal")
+    counts = [f for f in features if f.aggregation == "count"]
+    shares = [f for f in features if f.aggregation == "fraud_share"]
+    widest = max(f.window_days + f.delay_days for f in features)
+    delay = min(f.delay_days for f in features)
+    count_columns = ",\n".join(
+        f"        count(*) over (\n"
+        f"            partition by terminal_id order by event_time\n"
+        f"            {_range(f.window_days, f.delay_days)}\n"
+        f"        ) as {f.name}"
+        for f in counts
+    )
+    fraud_columns = ",\n".join(
+        f"        count(*) filter (\n"
+        f"            where frauds.event_time >= scored.event_time"
+        f" - interval {f.window_days + f.delay_days} days\n"
+        f"            and frauds.event_time <= scored.event_time - interval {f.delay_days} days\n"
+        f"        ) as frauds_{f.window_days}d"
+        for f in shares
+    )
+    risk_columns = ",\n".join(
+        f"    coalesce(\n"
+        f"        coalesce(known.frauds_{f.window_days}d, 0)"
+        f" / nullif(counted.terminal_transactions_{f.window_days}d, 0),\n"
+        f"        0\n"
+        f"    ) as {f.name}"
+        for f in shares
+    )
+    count_outputs = ",\n".join(f"    counted.{f.name}" for f in counts)
+    return (
+        "-- Terminal risk: windows that end a week before the transaction (labels arrive\n"
+        "-- late), counting only frauds reported before the transaction: point in time.\n"
+        "with scored as (\n"
+        f"    select transaction_id, terminal_id, event_time from {source}\n"
+        "),\n\n"
+        "frauds as (\n"
+        f"    select terminal_id, event_time, fraud_reported_at from {source}\n"
+        "    where is_fraud\n"
+        "),\n\n"
+        "counted as (\n"
+        "    select\n"
+        "        transaction_id,\n"
+        f"{count_columns}\n"
+        f"    from {source}\n"
+        "),\n\n"
+        "known as (\n"
+        "    select\n"
+        "        scored.transaction_id,\n"
+        f"{fraud_columns}\n"
+        "    from scored\n"
+        "    inner join frauds\n"
+        "        on frauds.terminal_id = scored.terminal_id\n"
+        f"        and frauds.event_time >= scored.event_time - interval {widest} days\n"
+        f"        and frauds.event_time <= scored.event_time - interval {delay} days\n"
+        "        and frauds.fraud_reported_at < scored.event_time\n"
+        "    group by scored.transaction_id\n"
+        ")\n\n"
+        "select\n"
+        "    scored.transaction_id,\n"
+        "    scored.terminal_id,\n"
+        "    scored.event_time,\n"
+        f"{count_outputs},\n"
+        f"{risk_columns}\n"
+        "from scored\n"
+        "inner join counted on counted.transaction_id = scored.transaction_id\n"
+        "left join known on known.transaction_id = scored.transaction_id\n"
+    )
+
+
+def write_models(models_dir: Path) -> list[Path]:
+    """Render both models into ``models_dir``; returns the paths written."""
+    written = []
+    for entity, model in MODEL_FOR.items():
+        path = models_dir / f"{model}.sql"
+        path.write_text(render_model(entity))
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    from lakebed.lake.transform import DBT_PROJECT
+
+    for written in write_models(DBT_PROJECT / "models" / "gold"):
+        print(f"wrote {written}")
