@@ -1,3 +1,6 @@
+-- A table, not a view: the JSON of every line is parsed once here, not once per model
+-- that reads the checked lines (silver, quarantine, duplicates).
+{{ config(materialized='table') }}
 -- Every transaction line with the first contract rule it fails (null when it passes), in
 -- the order the rules are checked: a line is quarantined for one reason, the first.
 with staged as (

@@ -10,7 +10,6 @@ day's late events or new chargebacks never rewrite the whole history.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -22,6 +21,7 @@ from pyiceberg.table import Table
 PUBLISHED_SCHEMAS = ("silver", "gold")
 INCREMENTAL = {"gold.fct_transactions": ("event_date", "_built_at")}
 PUBLISHED_RUN = "lakebed.published-dbt-run"
+BATCH_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -43,16 +43,16 @@ def publish(catalog: Catalog, database: Path) -> list[PublishedTable]:
                 published.append(
                     _publish_incremental(catalog, connection, identifier, key, built_at)
                 )
+                continue
+            query = f"SELECT * FROM {identifier}"
+            rows = _count(connection, query)
+            batches = _batches(connection, query)
+            table = _table_for(catalog, identifier, batches.schema)
+            if table.current_snapshot() is None:
+                table.append(batches)
             else:
-                rows = _arrow(connection, f"SELECT * FROM {identifier}")
-                table = _table_for(catalog, identifier, rows.schema)
-                if table.current_snapshot() is None:
-                    table.append(rows)
-                else:
-                    table.overwrite(rows)
-                published.append(
-                    PublishedTable(identifier, rows.num_rows, "replaced", _snapshot(table))
-                )
+                table.overwrite(batches)
+            published.append(PublishedTable(identifier, rows, "replaced", _snapshot(table)))
         return published
     finally:
         connection.close()
@@ -79,35 +79,49 @@ def _publish_incremental(
     as a table property in the same commit, so a repeated publish is a no-op."""
     latest_row = connection.execute(f"SELECT max({built_at}) FROM {identifier}").fetchall()
     latest = str(latest_row[0][0]) if latest_row and latest_row[0][0] is not None else ""
-    rows = _arrow(
-        connection,
-        f"SELECT * FROM {identifier} WHERE {built_at} = (SELECT max({built_at}) FROM {identifier})",
+    latest_rows = (
+        f"SELECT * FROM {identifier} WHERE {built_at} = (SELECT max({built_at}) FROM {identifier})"
     )
-    table = _table_for(catalog, identifier, rows.schema)
+    rebuilt = _batches(connection, latest_rows)
+    table = _table_for(catalog, identifier, rebuilt.schema)
     if table.properties.get(PUBLISHED_RUN) == latest:
+        rebuilt.close()
         return PublishedTable(identifier, 0, "unchanged", _snapshot(table))
     first = table.current_snapshot() is None
-    keys: list[date] = sorted(set(rows.column(key).to_pylist()))
     with table.transaction() as transaction:
         if first:
-            transaction.append(_arrow(connection, f"SELECT * FROM {identifier}"))
-        elif keys:
-            values = ", ".join(f"'{k.isoformat()}'" for k in keys)
-            transaction.overwrite(rows, overwrite_filter=f"{key} IN ({values})")
+            rebuilt.close()
+            rows = _count(connection, f"SELECT * FROM {identifier}")
+            transaction.append(_batches(connection, f"SELECT * FROM {identifier}"))
+        else:
+            rows = _count(connection, latest_rows)
+            keys = connection.execute(
+                f"SELECT DISTINCT {key} FROM ({latest_rows}) ORDER BY 1"
+            ).fetchall()
+            values = ", ".join(f"'{value.isoformat()}'" for (value,) in keys)
+            transaction.overwrite(rebuilt, overwrite_filter=f"{key} IN ({values or 'NULL'})")
         transaction.set_properties({PUBLISHED_RUN: latest})
     mode = "replaced" if first else "partitions replaced"
-    return PublishedTable(identifier, rows.num_rows, mode, _snapshot(table))
+    return PublishedTable(identifier, rows, mode, _snapshot(table))
 
 
-def _arrow(connection: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
-    relation = connection.sql(query)
+def _count(connection: duckdb.DuckDBPyConnection, query: str) -> int:
+    return int(connection.execute(f"SELECT count(*) FROM ({query})").fetchall()[0][0])
+
+
+def _batches(connection: duckdb.DuckDBPyConnection, query: str) -> pa.RecordBatchReader:
+    """The query's rows as a stream of Arrow batches: a 20M-row table is written without
+    ever being whole in memory."""
+    relation = connection.cursor().sql(query)  # its own cursor: other queries may run meanwhile
     assert relation is not None
-    table: pa.Table = relation.to_arrow_table()
+    reader: pa.RecordBatchReader = relation.to_arrow_reader(BATCH_ROWS)
     # Iceberg has no view types; DuckDB may hand strings over as string_view.
-    fields = [
-        pa.field(f.name, pa.string()) if f.type == pa.string_view() else f for f in table.schema
-    ]
-    return table.cast(pa.schema(fields))
+    schema = pa.schema(
+        [pa.field(f.name, pa.string()) if f.type == pa.string_view() else f for f in reader.schema]
+    )
+    if schema == reader.schema:
+        return reader
+    return pa.RecordBatchReader.from_batches(schema, (b.cast(schema) for b in reader))
 
 
 def _table_for(catalog: Catalog, identifier: str, schema: pa.Schema) -> Table:
