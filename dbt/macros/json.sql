@@ -8,23 +8,6 @@
     json_extract_string({{ column }}, '{{ path }}')
 {%- endmacro %}
 
-{#- The JSON type at a path: 'number', 'integer', 'string', 'null', 'other', or null when
-    the path is missing. Used by the type contracts. -#}
-{% macro json_kind(column, path) -%}
-    {{ return(adapter.dispatch('json_kind', 'lakebed')(column, path)) }}
-{%- endmacro %}
-
-{% macro default__json_kind(column, path) -%}
-    case
-        when json_type({{ column }}, '{{ path }}') is null then null
-        when json_type({{ column }}, '{{ path }}') in ('UBIGINT', 'BIGINT') then 'integer'
-        when json_type({{ column }}, '{{ path }}') = 'DOUBLE' then 'number'
-        when json_type({{ column }}, '{{ path }}') = 'VARCHAR' then 'string'
-        when json_type({{ column }}, '{{ path }}') = 'NULL' then 'null'
-        else 'other'
-    end
-{%- endmacro %}
-
 {#- An ISO-8601 timestamp with offset, as a UTC timestamp without time zone; null if not
     parseable. -#}
 {% macro utc_timestamp(expression) -%}
@@ -33,4 +16,49 @@
 
 {% macro default__utc_timestamp(expression) -%}
     (try_cast({{ expression }} as timestamptz) at time zone 'UTC')
+{%- endmacro %}
+
+{#- Several paths at once: a list of texts (null where a path is missing). One call per
+    row parses the JSON once, where one call per path would parse it again each time. -#}
+{% macro json_texts(column, paths) -%}
+    {{ return(adapter.dispatch('json_texts', 'lakebed')(column, paths)) }}
+{%- endmacro %}
+
+{% macro default__json_texts(column, paths) -%}
+    json_extract_string({{ column }}, [{% for path in paths %}'{{ path }}'{{ ", " if not loop.last }}{% endfor %}])
+{%- endmacro %}
+
+{#- The engine's JSON type names at several paths, as a list (see json_kind_of). -#}
+{% macro json_types(column, paths) -%}
+    {{ return(adapter.dispatch('json_types', 'lakebed')(column, paths)) }}
+{%- endmacro %}
+
+{% macro default__json_types(column, paths) -%}
+    json_type({{ column }}, [{% for path in paths %}'{{ path }}'{{ ", " if not loop.last }}{% endfor %}])
+{%- endmacro %}
+
+{#- Element of a list, counting from 1 (engines differ in where they start). -#}
+{% macro list_at(list, position) -%}
+    {{ return(adapter.dispatch('list_at', 'lakebed')(list, position)) }}
+{%- endmacro %}
+
+{% macro default__list_at(list, position) -%}
+    {{ list }}[{{ position }}]
+{%- endmacro %}
+
+{#- An engine JSON type name as 'integer', 'number', 'string', 'null', 'other', or null
+    when the path was missing. -#}
+{% macro json_kind_of(type_name) -%}
+    {{ return(adapter.dispatch('json_kind_of', 'lakebed')(type_name)) }}
+{%- endmacro %}
+
+{% macro default__json_kind_of(type_name) -%}
+    case {{ type_name }}
+        when 'UBIGINT' then 'integer'
+        when 'BIGINT' then 'integer'
+        when 'DOUBLE' then 'number'
+        when 'VARCHAR' then 'string'
+        when 'NULL' then 'null'
+        else case when {{ type_name }} is not null then 'other' end
+    end
 {%- endmacro %}

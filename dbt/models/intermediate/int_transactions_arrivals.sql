@@ -1,3 +1,5 @@
+-- A table: the arrival window runs once for both silver.transactions and the duplicates.
+{{ config(materialized='table') }}
 -- Valid transaction lines ranked by arrival per transaction id (earliest delivery file,
 -- then line): rank 1 is kept in silver, later ones are removed duplicates.
 with valid as (

@@ -8,22 +8,31 @@ with source as (
     from {{ source('bronze', 'transactions') }}
 ),
 
-flattened as (
+{#- (column, JSON path) read from every event, and the paths whose JSON type the type
+    contracts check. All paths are read in one call per line: the JSON is parsed once. -#}
+{%- set fields = [
+    ['transaction_id', '$.transaction_id'],
+    ['event_time_text', '$.event_time'],
+    ['card_id', '$.card.card_id'],
+    ['customer_id_text', '$.card.customer_id'],
+    ['terminal_id_text', '$.terminal.terminal_id'],
+    ['mcc', '$.terminal.mcc'],
+    ['amount_text', '$.amount.value'],
+    ['currency', '$.amount.currency'],
+    ['channel', '$.channel'],
+    ['schema_version_text', '$.schema_version'],
+] %}
+{%- set typed = [
+    ['event_time_kind', '$.event_time'],
+    ['customer_id_kind', '$.card.customer_id'],
+    ['terminal_id_kind', '$.terminal.terminal_id'],
+    ['amount_kind', '$.amount.value'],
+] %}
+
+extracted as (
     select
-        {{ json_text('json_payload', '$.transaction_id') }} as transaction_id,
-        {{ json_text('json_payload', '$.event_time') }} as event_time_text,
-        {{ json_text('json_payload', '$.card.card_id') }} as card_id,
-        {{ json_text('json_payload', '$.card.customer_id') }} as customer_id_text,
-        {{ json_text('json_payload', '$.terminal.terminal_id') }} as terminal_id_text,
-        {{ json_text('json_payload', '$.terminal.mcc') }} as mcc,
-        {{ json_text('json_payload', '$.amount.value') }} as amount_text,
-        {{ json_text('json_payload', '$.amount.currency') }} as currency,
-        {{ json_text('json_payload', '$.channel') }} as channel,
-        {{ json_text('json_payload', '$.schema_version') }} as schema_version_text,
-        {{ json_kind('json_payload', '$.event_time') }} as event_time_kind,
-        {{ json_kind('json_payload', '$.card.customer_id') }} as customer_id_kind,
-        {{ json_kind('json_payload', '$.terminal.terminal_id') }} as terminal_id_kind,
-        {{ json_kind('json_payload', '$.amount.value') }} as amount_kind,
+        {{ json_texts('json_payload', fields | map(attribute=1) | list) }} as texts,
+        {{ json_types('json_payload', typed | map(attribute=1) | list) }} as types,
         payload as raw_line,
         _parse_error as parse_error,
         _source_file as source_file,
@@ -31,6 +40,23 @@ flattened as (
         _batch_id as batch_id,
         _ingested_at as ingested_at
     from source
+),
+
+flattened as (
+    select
+        {%- for name, path in fields %}
+        {{ list_at('texts', loop.index) }} as {{ name }},
+        {%- endfor %}
+        {%- for name, path in typed %}
+        {{ json_kind_of(list_at('types', loop.index)) }} as {{ name }},
+        {%- endfor %}
+        raw_line,
+        parse_error,
+        source_file,
+        line_number,
+        batch_id,
+        ingested_at
+    from extracted
 )
 
 select
