@@ -36,7 +36,7 @@ unit: setup
 bench: setup
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python benchmarks/bench_world.py
-	$(BIN)/python benchmarks/bench_lakehouse.py
+	$(BIN)/python benchmarks/bench_lakehouse.py --skip-scale
 
 # Re-pin every dependency to what is installed now (run after changing pyproject.toml).
 lock: setup

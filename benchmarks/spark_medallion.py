@@ -13,7 +13,8 @@ something. It follows the dbt models rule for rule:
   customers and terminals (latest export wins).
 * **gold**: ``fct_transactions`` labelled from chargebacks, the three dimensions, daily
   fraud KPIs per merchant category, customer windows (1/7/30 days, current row included)
-  and terminal risk windows (ending 7 days before the transaction).
+  and terminal risk windows (ending 7 days before the transaction, counting only frauds
+  reported before it).
 
 Differences, on purpose or forced, none of which changes the row counts on a generated
 world:
@@ -485,21 +486,61 @@ def _customer_spending_windows(fct: DataFrame) -> DataFrame:
 
 
 def _terminal_risk_windows(fct: DataFrame) -> DataFrame:
-    """Transactions and share of frauds over 1/7/30 days ending 7 days before."""
+    """Transactions and share of frauds over 1/7/30 days ending 7 days before, counting only
+    frauds reported before the scored transaction (point in time, like the dbt model)."""
     by_time = Window.partitionBy("terminal_id").orderBy(F.unix_seconds("event_time"))
     end = -TERMINAL_DELAY_DAYS * DAY_SECONDS
-    columns: list[Column] = []
-    for days in WINDOW_DAYS:
-        frame = by_time.rangeBetween(end - days * DAY_SECONDS, end)
-        count = F.count(F.lit(1)).over(frame)
-        frauds = F.count_if(F.col("is_fraud")).over(frame)
-        columns.append(count.alias(f"terminal_transactions_{days}d"))
-        columns.append(
-            F.coalesce(frauds / F.nullif(count, F.lit(0)), F.lit(0.0)).alias(
-                f"terminal_risk_{days}d"
+    counts = fct.select(
+        "transaction_id",
+        "terminal_id",
+        "event_time",
+        *(
+            F.count(F.lit(1))
+            .over(by_time.rangeBetween(end - days * DAY_SECONDS, end))
+            .alias(f"terminal_transactions_{days}d")
+            for days in WINDOW_DAYS
+        ),
+    )
+    scored = fct.select("transaction_id", "terminal_id", F.unix_seconds("event_time").alias("t"))
+    frauds = fct.where("is_fraud").select(
+        F.col("terminal_id").alias("fraud_terminal"),
+        F.unix_seconds("event_time").alias("f"),
+        F.unix_seconds("fraud_reported_at").alias("reported"),
+    )
+    widest = max(WINDOW_DAYS) * DAY_SECONDS - end
+    known = (
+        scored.join(
+            frauds,
+            (frauds.fraud_terminal == scored.terminal_id)
+            & (frauds.f >= scored.t - widest)
+            & (frauds.f <= scored.t + end)
+            & (frauds.reported < scored.t),
+        )
+        .groupBy("transaction_id")
+        .agg(
+            *(
+                F.count_if(F.col("f") >= F.col("t") + end - days * DAY_SECONDS).alias(
+                    f"frauds_{days}d"
+                )
+                for days in WINDOW_DAYS
             )
         )
-    return fct.select("transaction_id", "terminal_id", "event_time", *columns)
+    )
+    risks = [
+        F.coalesce(
+            F.coalesce(F.col(f"frauds_{days}d"), F.lit(0))
+            / F.nullif(F.col(f"terminal_transactions_{days}d"), F.lit(0)),
+            F.lit(0.0),
+        ).alias(f"terminal_risk_{days}d")
+        for days in WINDOW_DAYS
+    ]
+    return counts.join(known, "transaction_id", "left").select(
+        "transaction_id",
+        "terminal_id",
+        "event_time",
+        *(f"terminal_transactions_{days}d" for days in WINDOW_DAYS),
+        *risks,
+    )
 
 
 def gold(spark: SparkSession, out: Path) -> None:
