@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -235,9 +235,6 @@ def _print_lakehouse(report: LakehouseReport) -> None:
         console.print(publish_table(report.published))
     console.print(layers_table(report))
     console.print(quarantine_table(report))
-
-
-OutputFormat = Literal["table", "csv", "json"]
 
 
 @app.command()

@@ -136,3 +136,18 @@ def test_an_empty_file_is_ingested_once(tmp_path: Path, content: bytes) -> None:
     transactions = {feed.table: feed for feed in second.feeds}["transactions"]
     assert {feed.table: feed for feed in first.feeds}["transactions"].files_ingested == 1
     assert (transactions.files_ingested, transactions.files_unchanged) == (0, 1)
+
+
+def test_an_export_with_another_header_is_refused_alone(tmp_path: Path) -> None:
+    reference = tmp_path / "landing" / "reference"
+    reference.mkdir(parents=True)
+    (reference / "customers.csv").write_text("customer_id,card_id,home_x,home_y\n1,card_1,2,3\n")
+    (reference / "customers_v2.csv").write_text("id,card,x,y\n2,card_2,4,5\n")
+    catalog = open_catalog(Settings(data_home=tmp_path))
+    report = ingest(catalog, tmp_path / "landing")
+    assert report.refused == [
+        "reference/customers_v2.csv: header id,card,x,y is not the expected "
+        "customer_id,card_id,home_x,home_y"
+    ]
+    customers = {feed.table: feed for feed in report.feeds}["customers"]
+    assert (customers.files_ingested, customers.rows) == (1, 1)

@@ -190,7 +190,11 @@ def _ingest_feed(
         name = path.relative_to(landing).as_posix()
         digest = _sha256(path)
         if name not in ledger:
-            todo.append(LandingFile(name, path, digest, path.stat().st_size))
+            problem = _header_problem(feed, path)
+            if problem:
+                report.files_refused.append(f"{name}: {problem}")
+            else:
+                todo.append(LandingFile(name, path, digest, path.stat().st_size))
         elif ledger[name] == digest:
             report.files_unchanged += 1
         else:
@@ -199,11 +203,7 @@ def _ingest_feed(
                 f"is now {digest[:12]}…); land corrections under a new file name"
             )
     for batch in _batches(todo, batch_files):
-        try:
-            rows = _batch_rows(feed, batch)
-        except HeaderMismatchError as error:
-            report.files_refused.append(str(error))
-            continue
+        rows = _batch_rows(feed, batch)
         listed = json.dumps({item.name: item.sha256 for item in batch}, sort_keys=True)
         table.append(rows, snapshot_properties={LEDGER_PROPERTY: listed})
         report.batches += 1
@@ -213,6 +213,18 @@ def _ingest_feed(
         if on_progress:
             on_progress(feed.table, report.files_ingested, len(todo))
     return report
+
+
+def _header_problem(feed: Feed, path: Path) -> str | None:
+    """Why a CSV export cannot go into its table (its header), checked before batching so
+    that one bad export never holds back the others."""
+    if not feed.is_csv:
+        return None
+    with path.open(encoding="utf-8", errors="backslashreplace", newline="") as handle:
+        header = next(csv.reader(handle), [])
+    if tuple(header) == feed.columns:
+        return None
+    return f"header {','.join(header)} is not the expected {','.join(feed.columns)}"
 
 
 def _sha256(path: Path) -> str:
