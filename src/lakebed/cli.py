@@ -15,9 +15,7 @@ from lakebed.config import Settings, flatten
 from lakebed.console import (
     build_table,
     console,
-    day_progress,
     errors,
-    file_progress,
     flow_progress,
     ingest_table,
     layers_table,
@@ -80,19 +78,19 @@ def config_show() -> None:
 
 def run_generate(settings: Settings, chunk_days: int, force: bool) -> Generated:
     started = time.perf_counter()
-    with day_progress(settings.world.n_days) as update:
+    with flow_progress(settings.world.n_days) as progress:
         try:
             generated = generate_world(
                 settings.world,
                 settings.data_home,
                 chunk_days=chunk_days,
                 force=force,
-                on_progress=update,
+                on_progress=progress.generate,
             )
         except (ValueError, OSError) as error:
             fail(str(error))
-    if generated.reused:
-        update(settings.world.n_days, generated.summary.transactions)
+        if generated.reused:  # no day was generated: show the world as complete
+            progress.generate(settings.world.n_days, generated.summary.transactions)
     console.log(f"world ready in {time.perf_counter() - started:.1f} s")
     return generated
 
@@ -158,8 +156,8 @@ def ingest(
     from lakebed.lake.pipeline import ingest_stage
 
     settings = load_settings(data_home=data_home)
-    with file_progress() as update:
-        report = ingest_stage(settings, open_catalog(settings), on_progress=update)
+    with flow_progress() as progress:
+        report = ingest_stage(settings, open_catalog(settings), on_progress=progress.ingest)
     console.print(ingest_table(report))
     if report.refused:
         fail("landing files refused:\n  " + "\n  ".join(report.refused), code=1)

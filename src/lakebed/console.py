@@ -28,44 +28,6 @@ console = Console()
 errors = Console(stderr=True)
 
 
-@contextmanager
-def day_progress(total_days: int) -> Iterator[Callable[[int, int], None]]:
-    columns = (
-        TextColumn("[bold]generating world"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("days · {task.fields[transactions]:,} transactions"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("world", total=total_days, transactions=0)
-
-        def update(days: int, transactions: int) -> None:
-            progress.update(task, completed=days, transactions=transactions)
-
-        yield update
-
-
-@contextmanager
-def file_progress() -> Iterator[Callable[[str, int, int], None]]:
-    columns = (
-        TextColumn("[bold]ingesting {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("files"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        tasks: dict[str, TaskID] = {}
-
-        def update(table: str, done: int, total: int) -> None:
-            if table not in tasks:
-                tasks[table] = progress.add_task(table, total=total)
-            progress.update(tasks[table], completed=done, total=total)
-
-        yield update
-
-
 @dataclass
 class FlowProgress:
     """Progress callbacks of a lakehouse run, all drawn in one Rich progress display."""
@@ -75,7 +37,9 @@ class FlowProgress:
 
 
 @contextmanager
-def flow_progress(total_days: int) -> Iterator[FlowProgress]:
+def flow_progress(total_days: int | None = None) -> Iterator[FlowProgress]:
+    """One progress display for a run: world generation (when ``total_days`` is given)
+    and a bar per bronze table as ingestion reaches it."""
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -84,11 +48,13 @@ def flow_progress(total_days: int) -> Iterator[FlowProgress]:
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        world = progress.add_task("generating world", total=total_days, unit="days")
         tasks: dict[str, TaskID] = {}
+        if total_days is not None:
+            tasks["world"] = progress.add_task("generating world", total=total_days, unit="days")
 
         def generate(days: int, transactions: int) -> None:
-            progress.update(world, completed=days, unit=f"days · {transactions:,} transactions")
+            unit = f"days · {transactions:,} transactions"
+            progress.update(tasks["world"], completed=days, unit=unit)
 
         def ingest(table: str, done: int, total: int) -> None:
             if table not in tasks:

@@ -24,6 +24,7 @@ from lakebed.world.events import (
     CHANNELS,
     render_chargebacks,
     render_transactions,
+    transaction_key,
     with_terminal_attributes,
 )
 from lakebed.world.profiles import Terminals
@@ -232,14 +233,23 @@ class FeedWriter:
             self.stats.chargebacks += len(lines)
         if not manifest or part is None:
             return
-        dirty = part.with_row_index("line_number", offset=1).filter(pl.col("kind").is_not_null())
+        dirty = (
+            part.with_row_index("line_number", offset=1)
+            .filter(pl.col("kind").is_not_null())
+            .with_columns(transaction_key().alias("transaction_key"))
+        )
         if dirty.is_empty():
             return
         self.stats.dirty.update(dirty["kind"].to_list())
         with (self._root / MANIFEST_PATH).open("a", newline="") as handle:
             writer = csv.writer(handle)
             for row in dirty.iter_rows(named=True):
-                tx = f"tx_{row['transaction_id']:010d}"
                 writer.writerow(
-                    (relative.as_posix(), row["line_number"], row["kind"], tx, row["detail"])
+                    (
+                        relative.as_posix(),
+                        row["line_number"],
+                        row["kind"],
+                        row["transaction_key"],
+                        row["detail"],
+                    )
                 )
