@@ -19,8 +19,11 @@ from lakebed.console import (
     flow_progress,
     ingest_table,
     layers_table,
+    metrics_table,
     publish_table,
     quarantine_table,
+    training_progress,
+    versions_table,
     world_table,
 )
 from lakebed.lake.pipeline import LakehouseReport
@@ -28,6 +31,7 @@ from lakebed.world.generate import Generated, generate_world
 from lakebed.world.spec import WorldSpec
 
 if TYPE_CHECKING:
+    from lakebed.fraud.train import TrainingReport
     from lakebed.serve.engine import SqlEngine
 
 app = typer.Typer(
@@ -38,6 +42,10 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+models_app = typer.Typer(
+    help="The fraud model registry: list the versions (no command), promote the champion."
+)
+app.add_typer(models_app, name="models")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -138,13 +146,13 @@ def generate(
     console.print(f"landing files in [bold]{generated.data_home / 'landing'}[/]")
 
 
-def _parse_date(text: str | None) -> date | None:
+def _parse_date(text: str | None, option: str = "--start-date") -> date | None:
     if text is None:
         return None
     try:
         return date.fromisoformat(text)
     except ValueError:
-        fail(f"--start-date must be YYYY-MM-DD (got {text!r})")
+        fail(f"{option} must be YYYY-MM-DD (got {text!r})")
 
 
 @app.command()
@@ -285,10 +293,117 @@ def _caption(rows: int, truncated: bool, seconds: float) -> str:
 
 
 @app.command()
+def train(
+    data_home: Annotated[Path | None, typer.Option(help="Data home to train from.")] = None,
+    train_start: Annotated[
+        str | None,
+        typer.Option(help="First training day, YYYY-MM-DD (default: fraud.train_start)."),
+    ] = None,
+    model: Annotated[
+        list[str] | None, typer.Option(help="Train only this model (repeatable).")
+    ] = None,
+    promote_best: Annotated[
+        bool, typer.Option(help="Make the best new version the champion.")
+    ] = False,
+) -> None:
+    """Train the fraud models on gold features (the handbook's protocol), evaluate, register."""
+    from lakebed.fraud.models import MODEL_NAMES
+
+    settings = _train_settings(data_home, train_start)
+    names = model or list(MODEL_NAMES)
+    unknown = [name for name in names if name not in MODEL_NAMES]
+    if unknown:
+        fail(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODEL_NAMES)}")
+    report = _train(settings, names)
+    if promote_best:
+        _promote(settings, report.best.version)
+
+
+def _train_settings(data_home: Path | None, train_start: str | None) -> Settings:
+    settings = load_settings(data_home=data_home)
+    if train_start is not None:
+        start = _parse_date(train_start, "--train-start")
+        fraud = settings.fraud.model_copy(update={"train_start": start})
+        settings = settings.model_copy(update={"fraud": fraud})
+    return settings
+
+
+def _train(settings: Settings, names: list[str]) -> TrainingReport:
+    from lakebed.fraud.dataset import NoTrainingDataError
+    from lakebed.fraud.train import train as train_models
+
+    with training_progress(len(names)) as on_model:
+        try:
+            report = train_models(settings, names, on_model=on_model)
+        except (NoTrainingDataError, ValueError) as error:
+            fail(str(error))
+    console.print(metrics_table(report))
+    console.print(f"curves: {', '.join(str(path) for path in report.plots)}")
+    return report
+
+
+def _promote(settings: Settings, version: str | None) -> None:
+    from lakebed.fraud.registry import Registry, UnknownVersionError
+
+    if version is None:
+        fail("nothing to promote")
+    try:
+        promoted = Registry(settings).promote(version)
+    except UnknownVersionError as error:
+        fail(str(error))
+    console.print(
+        f"champion: version [bold]{promoted.version}[/] ({promoted.model}) · "
+        f"AP {promoted.metrics.get('average_precision', float('nan')):.3f}"
+    )
+
+
+@models_app.callback(invoke_without_command=True)
+def models(
+    context: typer.Context,
+    data_home: Annotated[Path | None, typer.Option(help="Data home of the registry.")] = None,
+) -> None:
+    """List the registered fraud model versions and which one is the champion."""
+    if context.invoked_subcommand is not None:
+        return
+    from lakebed.fraud.registry import Registry
+
+    settings = load_settings(data_home=data_home)
+    versions = Registry(settings).versions()
+    if not versions:
+        console.print("no model registered yet: run [bold]lakebed train[/]")
+        return
+    console.print(versions_table(versions))
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[str | None, typer.Argument(help="The version to make champion.")] = None,
+    best: Annotated[
+        bool, typer.Option(help="Promote the version with the best Average Precision.")
+    ] = False,
+    data_home: Annotated[Path | None, typer.Option(help="Data home of the registry.")] = None,
+) -> None:
+    """Make one version the champion that scoring uses."""
+    from lakebed.fraud.registry import Registry
+
+    settings = load_settings(data_home=data_home)
+    if (version is None) == (not best):
+        fail("give a VERSION or --best (not both)")
+    if best:
+        versions = Registry(settings).versions()
+        if not versions:
+            fail("no model registered yet: run `lakebed train`")
+        version = max(
+            versions, key=lambda v: (v.metrics.get("average_precision", -1.0), int(v.version))
+        ).version
+    _promote(settings, version)
+
+
+@app.command()
 def serve(
     data_home: Annotated[Path | None, typer.Option(help="Data home to serve.")] = None,
 ) -> None:
-    """Start the API (POST /sql, GET /tables, GET /health) on serve.host:serve.port."""
+    """Start the API (POST /sql, POST /score, GET /tables, GET /health) on serve.host:port."""
     from lakebed.serve.api import run_server
 
     settings = load_settings(data_home=data_home)
@@ -303,7 +418,9 @@ def serve(
 def demo(
     data_home: Annotated[Path | None, typer.Option(help="Where to write.")] = None,
 ) -> None:
-    """The main job: generate the world, build the lakehouse, and query gold."""
+    """The main job: generate the world, build the lakehouse, query gold, train the fraud
+    models and promote the best."""
+    from lakebed.fraud.models import MODEL_NAMES
     from lakebed.serve.demo import EXAMPLE_QUERIES
 
     settings = load_settings(data_home=data_home)
@@ -320,9 +437,13 @@ def demo(
             _print_query(engine, statement, "table")
     finally:
         engine.close()
+    console.rule("[bold]Fraud model")
+    training = _train(settings, list(MODEL_NAMES))
+    _promote(settings, training.best.version)
     console.print(
         '\nNext: [bold]lakebed sql "SELECT ..."[/] to query silver and gold, '
-        "[bold]lakebed serve[/] for the API (POST /sql)."
+        "[bold]lakebed models[/] for the registry, "
+        "[bold]lakebed serve[/] for the API (POST /sql, POST /score)."
     )
 
 

@@ -9,10 +9,11 @@ the only module that reads the environment; everything else receives a ``Setting
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -53,6 +54,37 @@ class ServeSettings(BaseModel):
     port: int = Field(8000, gt=0, lt=65536)
 
 
+class FraudSettings(BaseModel):
+    """Training (the handbook's protocol), the model registry, and scoring decisions."""
+
+    model_config = {"extra": "forbid"}
+
+    train_start: date | None = Field(
+        None,
+        description="first training day; empty: the handbook's 2018-07-25 when the data "
+        "covers it, else the latest window whose test labels had time to arrive",
+    )
+    train_days: int = Field(7, gt=0, description="days in the training window")
+    delay_days: int = Field(7, ge=0, description="days between training and test (labels arrive)")
+    test_days: int = Field(7, gt=0, description="days in the test window")
+    label_wait_days: int = Field(
+        14, ge=0, description="days after the test window that its chargebacks may take"
+    )
+    registered_model: str = Field("lakebed-fraud", description="MLflow registered model name")
+    review_threshold: float = Field(0.3, gt=0, lt=1, description="score from which to review")
+    block_threshold: float = Field(0.8, gt=0, lt=1, description="score from which to block")
+    top_reasons: int = Field(3, gt=0, description="feature contributions returned per score")
+
+    @model_validator(mode="after")
+    def _thresholds_in_order(self) -> FraudSettings:
+        if self.block_threshold < self.review_threshold:
+            raise ValueError(
+                f"block_threshold {self.block_threshold} is below "
+                f"review_threshold {self.review_threshold}"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     """Resolved configuration. Secrets are ``SecretStr`` so they print masked."""
 
@@ -68,6 +100,7 @@ class Settings(BaseSettings):
     world: WorldSpec = Field(WorldSpec(), description="the payments world simulator")
     lake: LakeSettings = Field(LakeSettings(), description="Iceberg catalog and warehouse")
     serve: ServeSettings = Field(ServeSettings(), description="SQL serving and the API")
+    fraud: FraudSettings = Field(FraudSettings(), description="fraud model training and scoring")
 
     @classmethod
     def settings_customise_sources(

@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -23,6 +24,10 @@ from lakebed.lake.pipeline import LakehouseReport
 from lakebed.lake.publish import PublishedTable
 from lakebed.lake.transform import BuildResult
 from lakebed.world.generate import Generated
+
+if TYPE_CHECKING:
+    from lakebed.fraud.registry import ModelVersion
+    from lakebed.fraud.train import TrainingReport
 
 console = Console()
 errors = Console(stderr=True)
@@ -153,4 +158,83 @@ def quarantine_table(report: LakehouseReport) -> Table:
         table.add_row(feed, rule, f"{rows:,}")
     if not report.quarantine:
         table.add_row("-", "nothing quarantined", "0")
+    return table
+
+
+@contextmanager
+def training_progress(models: int) -> Iterator[Callable[[str], None]]:
+    """A bar over the candidate models; the callback names the one being trained."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[unit]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("training", total=models, unit="models")
+        started = 0
+
+        def on_model(name: str) -> None:
+            nonlocal started
+            progress.update(task, completed=started, unit=f"models · {name}")
+            started += 1
+
+        yield on_model
+        progress.update(task, completed=models, unit="models")
+
+
+def _metric(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def metrics_table(report: TrainingReport) -> Table:
+    """Each candidate's metrics on the test days; the best (by AP) in bold."""
+    from lakebed.fraud.train import HANDBOOK_RESULTS, HANDBOOK_WINDOW
+
+    table = Table(
+        title=f"Fraud models · {report.window.describe()}",
+        caption=(
+            "AP: Average Precision · CP@100: Card Precision@100 · "
+            f"train {report.train_rows:,} transactions ({report.train_frauds:,} fraud) · "
+            f"test {report.test_rows:,} ({report.test_frauds:,} fraud, known compromised "
+            "cards removed)"
+        ),
+    )
+    for column in ("model", "AUC ROC", "AP", "CP@100", "fit s"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    table.add_column("version", justify="right")
+    best = report.best
+    for result in report.results:
+        style = "bold green" if result is best else ""
+        table.add_row(
+            result.title,
+            _metric(result.auc_roc),
+            _metric(result.average_precision),
+            _metric(result.card_precision_at_100),
+            f"{result.fit_seconds:.1f}",
+            result.version or "-",
+            style=style,
+        )
+    if report.window == HANDBOOK_WINDOW:
+        for title, (auc, ap, cp) in HANDBOOK_RESULTS.items():
+            table.add_row(f"[dim]handbook: {title}", *(f"[dim]{v:.3f}" for v in (auc, ap, cp)))
+    return table
+
+
+def versions_table(versions: list[ModelVersion]) -> Table:
+    table = Table(title="Registered fraud models (newest first)")
+    for column in ("version", "model", "AUC ROC", "AP", "CP@100", "trained from", ""):
+        table.add_column(column, justify="right" if column in ("version",) else "left")
+    for version in versions:
+        metrics = version.metrics
+        table.add_row(
+            version.version,
+            version.model,
+            _metric(metrics.get("auc_roc")),
+            _metric(metrics.get("average_precision")),
+            _metric(metrics.get("card_precision_at_100")),
+            version.tags.get("train_start", "?"),
+            "[bold green]champion" if version.champion else "",
+        )
     return table

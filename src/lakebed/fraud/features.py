@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import polars as pl
+
 Entity = Literal["customer", "terminal"]
 Aggregation = Literal["count", "mean_amount", "fraud_share"]
 
@@ -68,6 +70,16 @@ HEADER = (
     "-- Generated from lakebed.fraud.features (feature set {version}); do not edit.\n"
     "-- Regenerate with: python -m lakebed.fraud.features\n"
 )
+
+
+def instant_features(event_time: pl.Expr, amount: pl.Expr) -> list[pl.Expr]:
+    """``amount``, ``is_weekend`` and ``is_night``, as the handbook has them: on the world's
+    clock (UTC), from the transaction alone."""
+    return [
+        amount.cast(pl.Float64).alias("amount"),
+        (event_time.dt.weekday() >= 6).cast(pl.Int8).alias("is_weekend"),
+        (event_time.dt.hour() <= NIGHT_LAST_HOUR).cast(pl.Int8).alias("is_night"),
+    ]
 
 
 def features_of(entity: Entity) -> tuple[WindowFeature, ...]:

@@ -1,11 +1,13 @@
-"""The HTTP API: read-only SQL over silver and gold (``POST /sql``), the table list, health.
+"""The HTTP API: read-only SQL over silver and gold (``POST /sql``), the table list, fraud
+scoring with the champion model (``POST /score``), health.
 
 Every error is JSON ``{"error": <kind>, "message": <text>}`` and never a stack trace:
 
 ======================  ======  ==========================================================
 kind                    status  when
 ======================  ======  ==========================================================
-``invalid_request``     422     the body is not ``{"sql": str, "max_rows": int?}``
+``invalid_request``     422     the body does not have the endpoint's shape (the message
+                                names each field at fault, e.g. ``amount.value``)
 ``refused``             400     not one read-only SELECT over silver/gold (guard's reason)
 ``query_failed``        400     the engine rejected the query (unknown column, bad cast...)
 ``timeout``             504     the query ran past ``serve.timeout_seconds``; 504, not 408,
@@ -13,10 +15,12 @@ kind                    status  when
                                 slow query would only run again
 ``nothing_published``   503     no silver or gold table exists yet: run the pipeline
 ``engine_unavailable``  503     the engine could not be opened (catalog unreachable...)
+``no_model``            503     no champion model to score with, or it no longer fits the
+                                declared features: train and promote one
 ``internal``            500     a bug; the details go to the server log, not the client
 ======================  ======  ==========================================================
 
-The engine opens at startup, or on first use when the app runs without its lifespan
+The engine and the scorer open at startup, or on first use when the app runs without its lifespan
 (tests), so ``create_app`` itself stays cheap and never touches the catalog.
 """
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Annotated, Any
@@ -35,6 +40,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from lakebed.config import Settings
+from lakebed.fraud.dataset import NoTrainingDataError
+from lakebed.fraud.registry import NoChampionError
+from lakebed.fraud.scoring import Decision, FeatureSetChangedError, RawTransaction, ScorerSlot
 from lakebed.serve.engine import (
     NothingPublished,
     QueryFailed,
@@ -93,6 +101,24 @@ class ErrorResponse(BaseModel):
     message: str
 
 
+class ReasonOut(BaseModel):
+    feature: str
+    value: float = Field(description="the feature's value for this transaction")
+    typical: float = Field(description="its typical value (training median)")
+    contribution: float = Field(description="how much lower the score is at the typical value")
+
+
+class ScoreResponse(BaseModel):
+    transaction_id: str
+    probability: float = Field(description="the champion's fraud score, 0..1")
+    decision: Decision = Field(description="by fraud.review_threshold / fraud.block_threshold")
+    reasons: list[ReasonOut] = Field(description="features raising the score most, largest first")
+    model: str
+    version: str = Field(description="the registry version that scored")
+    features: dict[str, float] = Field(description="the feature values the model saw")
+    elapsed_ms: float
+
+
 class EngineUnavailable(QueryFailed):
     """The SQL engine could not be opened; the message says why."""
 
@@ -126,6 +152,11 @@ class _EngineSlot:
                 self.engine = None
 
 
+def _scorer_slot(request: Request) -> ScorerSlot:
+    slot: ScorerSlot = request.app.state.scorer_slot
+    return slot
+
+
 def _engine(request: Request) -> SqlEngine:
     slot: _EngineSlot = request.app.state.engine_slot
     return slot.get()
@@ -134,11 +165,13 @@ def _engine(request: Request) -> SqlEngine:
 # Module level, not inside create_app: FastAPI resolves the (postponed) annotations of the
 # endpoints against module globals.
 Engine = Annotated[SqlEngine, Depends(_engine)]
+Scorers = Annotated[ScorerSlot, Depends(_scorer_slot)]
 
 
 def create_app(settings: Settings, engine: SqlEngine | None = None) -> FastAPI:
     """The API over ``engine``, or over the profile's engine opened from ``settings``."""
     slot = _EngineSlot(settings, engine)
+    scorers = ScorerSlot(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -146,16 +179,22 @@ def create_app(settings: Settings, engine: SqlEngine | None = None) -> FastAPI:
         # and requests answer 503 with the reason.
         with suppress(EngineUnavailable):
             slot.get()
+        try:
+            scorers.get()
+        except (NoChampionError, NoTrainingDataError, FeatureSetChangedError) as error:
+            log.warning("scoring is not ready: %s", error)
         yield
         slot.close()
 
     app = FastAPI(
-        title="Lakebed SQL",
-        description="Read-only SQL over the silver and gold tables of the lakehouse.",
+        title="Lakebed API",
+        description="Read-only SQL over the silver and gold tables of the lakehouse, and "
+        "fraud scoring of raw transactions with the champion model.",
         lifespan=lifespan,
         responses={400: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
     )
     app.state.engine_slot = slot
+    app.state.scorer_slot = scorers
     _add_error_handlers(app)
 
     @app.get("/health")
@@ -180,6 +219,21 @@ def create_app(settings: Settings, engine: SqlEngine | None = None) -> FastAPI:
             return _error(422, "invalid_request", message)
         result = engine.query(body.sql, max_rows=body.max_rows or ceiling)
         return SqlResponse(**result.to_dict())
+
+    @app.post("/score", response_model=ScoreResponse, responses={503: {"model": ErrorResponse}})
+    def score(body: RawTransaction, slot: Scorers) -> ScoreResponse:
+        started = time.perf_counter()
+        [scored] = slot.get().score([body])
+        return ScoreResponse(
+            transaction_id=scored.transaction_id,
+            probability=scored.probability,
+            decision=scored.decision,
+            reasons=[ReasonOut(**vars(reason)) for reason in scored.reasons],
+            model=scored.model,
+            version=scored.version,
+            features=scored.features,
+            elapsed_ms=(time.perf_counter() - started) * 1000,
+        )
 
     return app
 
@@ -207,6 +261,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(QueryTimeout, _handler(504, "timeout"))
     app.add_exception_handler(NothingPublished, _handler(503, "nothing_published"))
     app.add_exception_handler(EngineUnavailable, _handler(503, "engine_unavailable"))
+    app.add_exception_handler(NoChampionError, _handler(503, "no_model"))
+    app.add_exception_handler(FeatureSetChangedError, _handler(503, "no_model"))
+    app.add_exception_handler(NoTrainingDataError, _handler(503, "no_model"))
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _internal)
 

@@ -1,0 +1,216 @@
+"""Scoring one raw transaction with the champion: probability, decision, reasons.
+
+The input is the raw feed's shape (what the payment switch sends, as in the landing
+files), validated field by field so a bad request names the field at fault. Its window
+features come from ``FeatureHistory`` as of the transaction's own event time, its instant
+features from the transaction alone, in the order the model was trained on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import polars as pl
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from lakebed.config import FraudSettings, Settings
+from lakebed.fraud.features import FEATURE_NAMES, FEATURE_SET_VERSION
+from lakebed.fraud.history import FeatureHistory, naive_utc
+from lakebed.fraud.models import FraudModel, Reason
+from lakebed.world.spec import ISO_4217
+
+if TYPE_CHECKING:
+    from lakebed.fraud.registry import Registry
+
+Decision = Literal["approve", "review", "block"]
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class Card(_Part):
+    card_id: str = Field(min_length=1)
+    customer_id: int = Field(ge=0)
+
+
+class Location(_Part):
+    x: float
+    y: float
+
+
+class Terminal(_Part):
+    terminal_id: int = Field(ge=0)
+    mcc: str | None = None
+    location: Location | None = None
+
+
+class Money(_Part):
+    value: float = Field(gt=0, description="in the currency's units, e.g. 12.50")
+    currency: str
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_4217(cls, value: str) -> str:
+        if value not in ISO_4217:
+            raise ValueError(f"unknown currency {value!r}: use an ISO 4217 code such as EUR")
+        return value
+
+
+class RawTransaction(_Part):
+    """A transaction event as the raw feed carries it (schema v1 or v2)."""
+
+    schema_version: int = Field(1, ge=1, le=2)
+    transaction_id: str = Field(min_length=1)
+    event_time: AwareDatetime = Field(description="ISO 8601 with its UTC offset")
+    card: Card
+    terminal: Terminal
+    amount: Money
+    channel: str | None = None
+
+    @field_validator("event_time", mode="before")
+    @classmethod
+    def _parse_time(cls, value: object) -> object:
+        # Strict mode takes no strings for datetimes; JSON has nothing else.
+        if isinstance(value, str):
+            from datetime import datetime
+
+            try:
+                return datetime.fromisoformat(value)
+            except ValueError as error:
+                raise ValueError(f"not an ISO 8601 time: {value!r}") from error
+        return value
+
+
+@dataclass(frozen=True)
+class Scored:
+    transaction_id: str
+    probability: float
+    decision: Decision
+    reasons: list[Reason]
+    model: str
+    version: str
+    features: dict[str, float]
+
+
+class FeatureSetChangedError(RuntimeError):
+    """The champion was trained on other features than the code declares now."""
+
+
+def decide(probability: float, settings: FraudSettings) -> Decision:
+    if probability >= settings.block_threshold:
+        return "block"
+    if probability >= settings.review_threshold:
+        return "review"
+    return "approve"
+
+
+class Scorer:
+    """The champion model with the history its features need."""
+
+    def __init__(
+        self, model: FraudModel, version: str, history: FeatureHistory, settings: FraudSettings
+    ) -> None:
+        if tuple(model.feature_names) != FEATURE_NAMES:
+            raise FeatureSetChangedError(
+                f"the champion (version {version}, feature set {model.feature_set_version}) "
+                f"was trained on other features than feature set {FEATURE_SET_VERSION}: "
+                "train and promote a new version"
+            )
+        self.model = model
+        self.version = version
+        self.history = history
+        self.settings = settings
+
+    @classmethod
+    def load(cls, settings: Settings) -> Scorer:
+        """The registry's champion and the gold history (raises ``NoChampionError``)."""
+        from lakebed.fraud.registry import NoChampionError, Registry
+        from lakebed.lake.catalog import open_catalog
+
+        if not Registry.exists(settings):
+            raise NoChampionError("no model is trained yet: run `lakebed train`, then promote one")
+        registry = Registry(settings)
+        champion = registry.champion()
+        model = registry.load(champion)
+        history = FeatureHistory.from_catalog(open_catalog(settings))
+        return cls(model, champion.version, history, settings.fraud)
+
+    def features(self, transactions: list[RawTransaction]) -> pl.DataFrame:
+        batch = pl.DataFrame(
+            {
+                "transaction_id": [t.transaction_id for t in transactions],
+                "event_time": [naive_utc(t.event_time) for t in transactions],
+                "customer_id": [t.card.customer_id for t in transactions],
+                "terminal_id": [t.terminal.terminal_id for t in transactions],
+                "amount": [t.amount.value for t in transactions],
+            },
+            schema={
+                "transaction_id": pl.String,
+                "event_time": pl.Datetime("us"),
+                "customer_id": pl.Int64,
+                "terminal_id": pl.Int64,
+                "amount": pl.Float64,
+            },
+        )
+        return self.history.features(batch)
+
+    def score(self, transactions: list[RawTransaction]) -> list[Scored]:
+        """Score a batch in one vectorised pass (one transaction is a batch of one)."""
+        if not transactions:
+            return []
+        frame = self.features(transactions)
+        x = frame.to_numpy().astype(np.float64)
+        probabilities = self.model.score(x)
+        reasons = self.model.reasons(x, self.settings.top_reasons)
+        rows = frame.to_dicts()
+        return [
+            Scored(
+                transaction_id=t.transaction_id,
+                probability=float(p),
+                decision=decide(float(p), self.settings),
+                reasons=r,
+                model=self.model.name,
+                version=self.version,
+                features={k: float(v) for k, v in row.items()},
+            )
+            for t, p, r, row in zip(transactions, probabilities, reasons, rows, strict=True)
+        ]
+
+
+class ScorerSlot:
+    """Loads the scorer on first use and again when the champion alias moves (checked at
+    most every ``recheck_seconds``), so a promotion reaches a running API."""
+
+    def __init__(self, settings: Settings, recheck_seconds: float = 10.0) -> None:
+        self.settings = settings
+        self.recheck_seconds = recheck_seconds
+        self._scorer: Scorer | None = None
+        self._registry: Registry | None = None
+        self._checked = 0.0
+        self._lock = threading.Lock()
+
+    def get(self) -> Scorer:
+        with self._lock:
+            now = time.monotonic()
+            if self._scorer is None or now - self._checked >= self.recheck_seconds:
+                self._checked = now
+                self._scorer = self._refresh(self._scorer)
+            return self._scorer
+
+    def _refresh(self, current: Scorer | None) -> Scorer:
+        from lakebed.fraud.registry import Registry
+
+        if current is None:
+            return Scorer.load(self.settings)
+        if self._registry is None:
+            self._registry = Registry(self.settings)
+        registry = self._registry
+        champion = registry.champion()
+        if champion.version == current.version:
+            return current
+        return Scorer(registry.load(champion), champion.version, current.history, current.settings)

@@ -1,0 +1,50 @@
+"""Candidates build, and a score's reasons name what drives it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lakebed.fraud.features import FEATURE_NAMES
+from lakebed.fraud.models import MODEL_NAMES, MODEL_SPECS, FraudModel, spec_named
+
+
+def _data(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(2_000, len(FEATURE_NAMES)))
+    y = (x[:, 0] > 1.5).astype(np.int8)  # only "amount" matters
+    return x, y
+
+
+def test_the_handbooks_candidates_are_there() -> None:
+    assert MODEL_NAMES == (
+        "logistic_regression",
+        "decision_tree_depth_2",
+        "decision_tree",
+        "random_forest",
+        "xgboost",
+    )
+    with pytest.raises(KeyError, match="choose from"):
+        spec_named("svm")
+
+
+@pytest.mark.parametrize("spec", MODEL_SPECS, ids=MODEL_NAMES)
+def test_reasons_name_the_feature_that_drives_the_score(spec: object) -> None:
+    x, y = _data()
+    model = FraudModel.fit(spec, x, y)  # type: ignore[arg-type]
+    suspicious = np.zeros((1, len(FEATURE_NAMES)))
+    suspicious[0, 0] = 3.0
+    [reasons] = model.reasons(suspicious, top=3)
+    assert reasons, "a high score has at least one reason"
+    assert reasons[0].feature == "amount"
+    assert reasons[0].value == 3.0
+    assert reasons[0].contribution > 0
+    assert all(r.contribution >= reasons[-1].contribution for r in reasons)
+
+
+def test_fitting_is_deterministic() -> None:
+    x, y = _data()
+    for spec in MODEL_SPECS:
+        first = FraudModel.fit(spec, x, y).score(x)
+        second = FraudModel.fit(spec, x, y).score(x)
+        np.testing.assert_array_equal(first, second, err_msg=spec.name)
