@@ -146,15 +146,19 @@ class FraudModel:
         return np.asarray(self.classifier.predict_proba(x)[:, 1], dtype=np.float64)
 
     def reasons(self, x: Matrix, top: int) -> list[list[Reason]]:
-        """Per row, the ``top`` features that raise its score most, each with the drop in
-        score were it at its typical value (model-agnostic: one batched prediction per row,
-        a row per feature)."""
+        return self.explain(x, top)[1]
+
+    def explain(self, x: Matrix, top: int) -> tuple[npt.NDArray[np.float64], list[list[Reason]]]:
+        """Scores, and per row the ``top`` features that raise its score most, each with the
+        drop in score were it at its typical value. Model-agnostic, and one prediction call
+        for the rows and all their variants (a row per feature)."""
         rows, width = x.shape
         variants = np.repeat(x, width, axis=0)
         column = np.tile(np.arange(width), rows)
         variants[np.arange(rows * width), column] = self.typical[column]
-        base = self.score(x)
-        drops = (base[:, None] - self.score(variants).reshape(rows, width)).astype(np.float64)
+        scored = self.score(np.vstack([x, variants]))
+        base = scored[:rows]
+        drops = (base[:, None] - scored[rows:].reshape(rows, width)).astype(np.float64)
         explained: list[list[Reason]] = []
         for row in range(rows):
             order = np.argsort(-drops[row], kind="stable")[:top]
@@ -170,4 +174,4 @@ class FraudModel:
                     if drops[row, i] > 0
                 ]
             )
-        return explained
+        return base, explained

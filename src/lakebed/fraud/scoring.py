@@ -11,16 +11,16 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import polars as pl
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from lakebed.config import FraudSettings, Settings
 from lakebed.fraud.features import FEATURE_NAMES, FEATURE_SET_VERSION
-from lakebed.fraud.history import FeatureHistory, naive_utc
-from lakebed.fraud.models import FraudModel, Reason
+from lakebed.fraud.history import FeatureHistory
+from lakebed.fraud.models import FraudModel, Matrix, Reason
 from lakebed.world.spec import ISO_4217
 
 if TYPE_CHECKING:
@@ -77,8 +77,6 @@ class RawTransaction(_Part):
     def _parse_time(cls, value: object) -> object:
         # Strict mode takes no strings for datetimes; JSON has nothing else.
         if isinstance(value, str):
-            from datetime import datetime
-
             try:
                 return datetime.fromisoformat(value)
             except ValueError as error:
@@ -140,34 +138,22 @@ class Scorer:
         history = FeatureHistory.from_catalog(open_catalog(settings))
         return cls(model, champion.version, history, settings.fraud)
 
-    def features(self, transactions: list[RawTransaction]) -> pl.DataFrame:
-        batch = pl.DataFrame(
-            {
-                "transaction_id": [t.transaction_id for t in transactions],
-                "event_time": [naive_utc(t.event_time) for t in transactions],
-                "customer_id": [t.card.customer_id for t in transactions],
-                "terminal_id": [t.terminal.terminal_id for t in transactions],
-                "amount": [t.amount.value for t in transactions],
-            },
-            schema={
-                "transaction_id": pl.String,
-                "event_time": pl.Datetime("us"),
-                "customer_id": pl.Int64,
-                "terminal_id": pl.Int64,
-                "amount": pl.Float64,
-            },
+    def features(self, transactions: list[RawTransaction]) -> Matrix:
+        """The feature matrix of ``transactions`` as of each one's own event time."""
+        return self.history.matrix(
+            [t.transaction_id for t in transactions],
+            np.array([_epoch_seconds(t.event_time) for t in transactions], dtype=np.int64),
+            np.array([t.card.customer_id for t in transactions], dtype=np.int64),
+            np.array([t.terminal.terminal_id for t in transactions], dtype=np.int64),
+            np.array([t.amount.value for t in transactions], dtype=np.float64),
         )
-        return self.history.features(batch)
 
     def score(self, transactions: list[RawTransaction]) -> list[Scored]:
         """Score a batch in one vectorised pass (one transaction is a batch of one)."""
         if not transactions:
             return []
-        frame = self.features(transactions)
-        x = frame.to_numpy().astype(np.float64)
-        probabilities = self.model.score(x)
-        reasons = self.model.reasons(x, self.settings.top_reasons)
-        rows = frame.to_dicts()
+        x = self.features(transactions)
+        probabilities, reasons = self.model.explain(x, self.settings.top_reasons)
         return [
             Scored(
                 transaction_id=t.transaction_id,
@@ -176,10 +162,15 @@ class Scorer:
                 reasons=r,
                 model=self.model.name,
                 version=self.version,
-                features={k: float(v) for k, v in row.items()},
+                features=dict(zip(FEATURE_NAMES, row.tolist(), strict=True)),
             )
-            for t, p, r, row in zip(transactions, probabilities, reasons, rows, strict=True)
+            for t, p, r, row in zip(transactions, probabilities, reasons, x, strict=True)
         ]
+
+
+def _epoch_seconds(moment: datetime) -> int:
+    """Whole seconds since the epoch, on the world's (UTC) clock."""
+    return int(moment.timestamp()) if moment.tzinfo else int(moment.replace(tzinfo=UTC).timestamp())
 
 
 class ScorerSlot:
