@@ -438,8 +438,18 @@ def demo(
     finally:
         engine.close()
     console.rule("[bold]Fraud model")
-    training = _train(settings, list(MODEL_NAMES))
-    _promote(settings, training.best.version)
+    from lakebed.fraud.train import trained_on_current_gold
+
+    current = trained_on_current_gold(settings)
+    if current:
+        console.print(
+            "the models were trained on the current gold snapshots with the current "
+            "features: nothing to retrain ([bold]lakebed train[/] forces it)"
+        )
+        console.print(versions_table(current))
+    else:
+        training = _train(settings, list(MODEL_NAMES))
+        _promote(settings, training.best.version)
     console.print(
         '\nNext: [bold]lakebed sql "SELECT ..."[/] to query silver and gold, '
         "[bold]lakebed models[/] for the registry, "

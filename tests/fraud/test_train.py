@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from lakebed.config import Settings
 from lakebed.fraud.dataset import TrainingWindow
 from lakebed.fraud.features import FEATURE_SET_VERSION
 from lakebed.fraud.models import MODEL_NAMES
 from lakebed.fraud.registry import Registry, UnknownVersionError
-from lakebed.fraud.train import train
+from lakebed.fraud.train import train, trained_on_current_gold
 from lakebed.lake.catalog import open_catalog
 from tests.fraud.conftest import Trained
 
@@ -83,3 +85,9 @@ def test_promote_moves_the_champion(trained: Trained) -> None:
         registry.promote(trained.champion)
     with pytest.raises(UnknownVersionError, match="no version 999"):
         registry.promote("999")
+
+
+def test_a_rerun_on_the_same_gold_finds_its_models(trained: Trained, tmp_path: Path) -> None:
+    current = {v.version for v in trained_on_current_gold(trained.settings)}
+    assert {r.version for r in trained.report.results} <= current
+    assert trained_on_current_gold(Settings(data_home=tmp_path)) == []

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -30,6 +31,9 @@ from lakebed.fraud.features import FEATURE_NAMES, FEATURE_SET_VERSION
 from lakebed.fraud.metrics import auc_roc, average_precision, card_precision_at_k
 from lakebed.fraud.models import MODEL_NAMES, FraudModel, spec_named
 from lakebed.lake.catalog import open_catalog
+
+if TYPE_CHECKING:
+    from lakebed.fraud.registry import ModelVersion
 
 # The handbook's published results on its protocol (AUC ROC, AP, Card Precision@100):
 # ch. 3.4 baselines, and ch. 5's XGBoost after model selection.
@@ -183,6 +187,29 @@ def train(
         results=results,
         plots=plots,
     )
+
+
+def trained_on_current_gold(settings: Settings) -> list[ModelVersion]:
+    """The registered versions trained on today's gold snapshots and feature set, when a
+    champion is among them (then training again would give the same models); else []."""
+    from lakebed.fraud.dataset import FACT_TABLE, FEATURE_TABLES
+    from lakebed.fraud.registry import Registry
+
+    if not Registry.exists(settings):
+        return []
+    catalog = open_catalog(settings)
+    tags = {"feature_set_version": FEATURE_SET_VERSION}
+    for name in (FACT_TABLE, *FEATURE_TABLES):
+        if not catalog.table_exists(name):
+            return []
+        snapshot = catalog.load_table(name).current_snapshot()
+        tags[f"snapshot.{name}"] = str(snapshot.snapshot_id if snapshot else None)
+    versions = [
+        version
+        for version in Registry(settings).versions()
+        if all(version.tags.get(key) == value for key, value in tags.items())
+    ]
+    return versions if any(version.champion for version in versions) else []
 
 
 def _with_version(result: ModelResult, version: str) -> ModelResult:
