@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.lakebed-installed
 export DO_NOT_TRACK := 1
 
-.PHONY: setup demo test lint typecheck unit bench lock clean
+.PHONY: setup services demo test lint typecheck unit bench lock clean
 
 setup: $(STAMP)
 
@@ -30,7 +30,11 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-unit: setup
+# What the tests of the real services need besides Python (Redis, kcat, Java, Maven).
+services:
+	bash deploy/packages.sh
+
+unit: setup services
 	$(BIN)/pytest
 
 bench: setup

@@ -22,6 +22,8 @@ from lakebed.console import (
     metrics_table,
     publish_table,
     quarantine_table,
+    replay_table,
+    stream_progress,
     training_progress,
     versions_table,
     world_table,
@@ -33,6 +35,7 @@ from lakebed.world.spec import WorldSpec
 if TYPE_CHECKING:
     from lakebed.fraud.train import TrainingReport
     from lakebed.serve.engine import SqlEngine
+    from lakebed.services import KafkaCluster, RedisServer
 
 app = typer.Typer(
     help="Lakebed: an open data & AI platform for card payments, laptop to cluster.",
@@ -414,6 +417,161 @@ def serve(
     run_server(settings)
 
 
+services_app = typer.Typer(
+    help="Start, stop and check the native services of the cluster profile.",
+    no_args_is_help=True,
+)
+app.add_typer(services_app, name="services")
+SERVICES = ("kafka", "redis")
+
+
+def _service(name: str, settings: Settings, brokers: int) -> KafkaCluster | RedisServer:
+    from lakebed.services import KafkaCluster, RedisServer, service_home
+
+    if name not in SERVICES:
+        fail(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
+    home = service_home(settings, name)
+    if name == "kafka":
+        port = int(settings.stream.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
+        return KafkaCluster(home, brokers=brokers, base_port=port)
+    from urllib.parse import urlsplit
+
+    port = urlsplit(settings.stream.redis_url.get_secret_value()).port or 6379
+    return RedisServer(home, port=port)
+
+
+@services_app.command("up")
+def services_up(
+    names: Annotated[list[str], typer.Argument(help="kafka and/or redis")],
+    brokers: Annotated[int, typer.Option(help="Kafka brokers (1, or 3 for a cluster).")] = 1,
+    data_home: Annotated[Path | None, typer.Option(help="Data home.")] = None,
+) -> None:
+    """Fetch (once, cached under ~/.cache/lakebed) and start services on 127.0.0.1."""
+    from lakebed.services import ServiceError
+
+    settings = load_settings(data_home=data_home)
+    for name in names:
+        service = _service(name, settings, brokers)
+        try:
+            service.up()
+        except ServiceError as error:
+            fail(str(error), code=1)
+        console.print(f"[green]{name} is up[/] ({service.home})")
+
+
+@services_app.command("down")
+def services_down(
+    names: Annotated[list[str], typer.Argument(help="kafka and/or redis")],
+    data_home: Annotated[Path | None, typer.Option(help="Data home.")] = None,
+) -> None:
+    """Stop services (their data stays in the data home)."""
+    settings = load_settings(data_home=data_home)
+    for name in names:
+        _service(name, settings, 1).down()
+        console.print(f"{name} is down")
+
+
+@services_app.command("status")
+def services_status(
+    data_home: Annotated[Path | None, typer.Option(help="Data home.")] = None,
+) -> None:
+    """Whether each service answers."""
+    settings = load_settings(data_home=data_home)
+    for name in SERVICES:
+        healthy = _service(name, settings, 1).healthy()
+        console.print(f"{name}: {'[green]up[/]' if healthy else '[red]down[/]'}")
+
+
+@app.command()
+def stream(
+    worker: Annotated[str, typer.Option(help="This worker's name in the consumer group.")] = (
+        "worker-0"
+    ),
+    replay: Annotated[
+        bool | None,
+        typer.Option(
+            help="Replay the world's last stream.replay_days days first (the local profile "
+            "always does: its log lives in this process)."
+        ),
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Offered load of the replay, events/s.")
+    ] = None,
+    idle_exit: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds without input.")
+    ] = None,
+    data_home: Annotated[Path | None, typer.Option(help="Data home.")] = None,
+) -> None:
+    """Run the real-time engine: consume transactions, update online features, score with
+    the champion, publish scores and alerts. SIGTERM finishes the batch, commits, exits."""
+    settings = load_settings(data_home=data_home)
+    if replay or (replay is None and settings.profile == "local"):
+        _replay(settings, rate or settings.stream.replay_rate)
+        return
+    _run_worker(settings, worker, idle_exit)
+
+
+def _replay(settings: Settings, rate: float) -> None:
+    from lakebed.fraud.registry import NoChampionError
+    from lakebed.lake.catalog import open_catalog
+    from lakebed.stream.engine import registry_loader
+    from lakebed.stream.latency import plot_latencies
+    from lakebed.stream.log import open_log
+    from lakebed.stream.replay import replay
+    from lakebed.stream.store import open_store
+
+    log, store = open_log(settings), open_store(settings)
+    try:
+        with stream_progress() as on_progress:
+            report = replay(
+                settings,
+                log,
+                store,
+                open_catalog(settings),
+                registry_loader(settings),
+                offered_rate=rate,
+                on_progress=on_progress,
+            )
+    except NoChampionError as error:
+        fail(f"{error}: run `lakebed train --promote-best` first")
+    finally:
+        store.close()
+        log.close()
+    console.print(replay_table(report))
+    path = plot_latencies(
+        {settings.profile: report.latencies},
+        settings.data_home / "stream" / "latency.png",
+        f"Stream replay at {rate:,.0f} events/s offered",
+    )
+    console.print(f"latency histogram: {path}")
+
+
+def _run_worker(settings: Settings, worker: str, idle_exit: float | None) -> None:
+    import signal
+    import threading
+
+    from lakebed.stream.engine import StreamEngine, registry_loader
+    from lakebed.stream.log import open_log
+    from lakebed.stream.store import open_store
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    log, store = open_log(settings), open_store(settings)
+    try:
+        engine = StreamEngine(log, store, registry_loader(settings), settings, worker=worker)
+        console.print(f"{worker}: scoring with model version {engine.version}", highlight=False)
+        stats = engine.run(stop=stop, idle_exit_s=idle_exit)
+    finally:
+        store.close()
+        log.close()
+    console.print(
+        f"{worker}: {stats.transactions:,} transactions, {stats.alerts:,} alerts, "
+        f"{stats.dead_letters:,} dead letters in {stats.batches:,} batches",
+        highlight=False,
+    )
+
+
 @app.command()
 def demo(
     data_home: Annotated[Path | None, typer.Option(help="Where to write.")] = None,
@@ -450,6 +608,8 @@ def demo(
     else:
         training = _train(settings, list(MODEL_NAMES))
         _promote(settings, training.best.version)
+    console.rule("[bold]Real-time fraud engine")
+    _replay(settings, rate=settings.stream.replay_rate)
     console.print(
         '\nNext: [bold]lakebed sql "SELECT ..."[/] to query silver and gold, '
         "[bold]lakebed models[/] for the registry, "

@@ -85,6 +85,25 @@ class FraudSettings(BaseModel):
         return self
 
 
+class StreamSettings(BaseModel):
+    """The real-time engine: where Kafka and Redis are (cluster profile), micro-batches."""
+
+    model_config = {"extra": "forbid"}
+
+    kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers")
+    redis_url: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:16379/0"), description="Redis URL (may hold a password)"
+    )
+    group: str = Field("lakebed-stream", description="the engine's Kafka consumer group")
+    batch_size: int = Field(256, gt=0, description="events scored together at most")
+    poll_timeout_ms: int = Field(5, ge=0, description="wait for a batch to fill at most")
+    alert_threshold: float | None = Field(
+        None, gt=0, lt=1, description="score from which to alert; empty: fraud.review_threshold"
+    )
+    replay_days: int = Field(7, gt=0, description="days of the world the demo replays")
+    replay_rate: float = Field(10_000, gt=0, description="offered load of a replay, events/s")
+
+
 class Settings(BaseSettings):
     """Resolved configuration. Secrets are ``SecretStr`` so they print masked."""
 
@@ -101,6 +120,7 @@ class Settings(BaseSettings):
     lake: LakeSettings = Field(LakeSettings(), description="Iceberg catalog and warehouse")
     serve: ServeSettings = Field(ServeSettings(), description="SQL serving and the API")
     fraud: FraudSettings = Field(FraudSettings(), description="fraud model training and scoring")
+    stream: StreamSettings = Field(StreamSettings(), description="the real-time fraud engine")
 
     @classmethod
     def settings_customise_sources(

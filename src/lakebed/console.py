@@ -28,6 +28,7 @@ from lakebed.world.generate import Generated
 if TYPE_CHECKING:
     from lakebed.fraud.registry import ModelVersion
     from lakebed.fraud.train import TrainingReport
+    from lakebed.stream.replay import ReplayReport
 
 console = Console()
 errors = Console(stderr=True)
@@ -238,3 +239,50 @@ def versions_table(versions: list[ModelVersion]) -> Table:
             "[bold green]champion" if version.champion else "",
         )
     return table
+
+
+def replay_table(report: ReplayReport) -> Table:
+    table = Table(
+        title=f"Stream replay · {report.days[0]} to {report.days[1]}", title_justify="left"
+    )
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    p = report.latencies.percentile
+    rows = [
+        ("transactions scored", f"{report.transactions:,}"),
+        ("chargebacks applied", f"{report.chargebacks:,}"),
+        ("dead letters (bad messages)", f"{report.dead_letters:,}"),
+        ("offered load", f"{report.offered_rate:,.0f} events/s"),
+        ("throughput", f"{report.throughput:,.0f} events/s"),
+        ("capacity (busy time)", f"{report.capacity:,.0f} events/s"),
+        ("latency p50 / p99 / p99.9", f"{p(50):.2f} / {p(99):.2f} / {p(99.9):.2f} ms"),
+        ("alerts", f"{report.alerts:,}"),
+        ("alert precision (gold labels)", f"{report.precision:.1%}"),
+        (
+            "frauds alerted (recall)",
+            f"{report.alert_frauds:,} of {report.frauds:,} ({report.recall:.1%})",
+        ),
+        ("model version", report.model_version),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+@contextmanager
+def stream_progress() -> Iterator[Callable[[int, int], None]]:
+    """A bar over the replayed messages (transactions, chargebacks and dead letters)."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("messages"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("streaming", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield on_progress

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from lakebed.cli import app
 from lakebed.fraud.registry import Registry
-from tests.fraud.conftest import Trained
+from tests.conftest import Trained
 
 runner = CliRunner()
 

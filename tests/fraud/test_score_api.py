@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from lakebed.config import FraudSettings, Settings
 from lakebed.fraud.scoring import decide
 from lakebed.serve.api import create_app
-from tests.fraud.conftest import Trained
+from tests.conftest import Trained
 
 
 def raw_transactions(home: Path, day: str, count: int) -> list[dict[str, Any]]:

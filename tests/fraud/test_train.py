@@ -15,7 +15,7 @@ from lakebed.fraud.models import MODEL_NAMES
 from lakebed.fraud.registry import Registry, UnknownVersionError
 from lakebed.fraud.train import train, trained_on_current_gold
 from lakebed.lake.catalog import open_catalog
-from tests.fraud.conftest import Trained
+from tests.conftest import Trained
 
 
 def test_the_handbook_protocol_is_used(trained: Trained) -> None:

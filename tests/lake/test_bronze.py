@@ -17,7 +17,7 @@ from lakebed.lake.bronze import ingest
 from lakebed.lake.catalog import open_catalog
 from lakebed.world.generate import Generated, generate_world
 from lakebed.world.spec import WorldSpec
-from tests.lake.conftest import Lakehouse, copy_world
+from tests.conftest import Lakehouse, copy_world
 from tests.world.helpers import feed_lines, manifest
 
 

@@ -10,7 +10,7 @@ import polars as pl
 from lakebed.lake.catalog import open_catalog
 from lakebed.lake.pipeline import build_stage, ingest_stage, publish_stage
 from lakebed.world.generate import Generated
-from tests.lake.conftest import copy_world
+from tests.conftest import copy_world
 from tests.world.helpers import manifest, truth
 
 CUTOFF = "2018-04-25"

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import polars as pl
 
-from tests.lake.conftest import Lakehouse
+from tests.conftest import Lakehouse
 from tests.world.helpers import feed_lines, manifest, truth
 
 RULE_OF_KIND = {

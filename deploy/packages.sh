@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The Debian packages that the tests of the cluster profile's services need, installed
+# when missing: redis-server (the Redis feature store) and kcat (an outside Kafka client
+# for the dead-letter test). Kafka itself comes from Maven Central (deploy/kafka/kafka.sh).
+set -euo pipefail
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v kcat >/dev/null || missing+=(kcat)
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing Debian packages: ${missing[*]}; install them (as root: apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+echo "installing ${missing[*]} from Debian's packages"
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null \
+  || { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; }
+# Debian starts a system Redis on 6379; the tests start their own.
+if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then
+  systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi

@@ -1,0 +1,147 @@
+"""Kafka and Redis as plain local processes, for tests and the cluster profile on one box.
+
+The work is done by the shell scripts in the repository's ``deploy/`` folder, so that a
+developer, CI and Python all start the same services the same way; this module only
+gives them typed handles (ports, bootstrap string, URL) and turns a script's failure
+into an exception that carries the script's own explanation.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lakebed.config import Settings
+
+# The first `up` on a machine may fetch Kafka's jars from Maven Central (minutes on
+# a slow link); anything longer than this is a hang, not a download.
+_SCRIPT_TIMEOUT_S = 900.0
+
+
+class ServiceError(RuntimeError):
+    """A deploy script failed; the message holds its output (the broker's log tail)."""
+
+
+def deploy_dir() -> Path:
+    """The repository's ``deploy/`` folder.
+
+    The scripts are not packaged with the wheel: they need the checkout (its pom,
+    its log config), so an installed copy without one must say so plainly.
+    """
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "deploy"
+        if (candidate / "kafka" / "kafka.sh").is_file() and (
+            candidate / "redis" / "redis.sh"
+        ).is_file():
+            return candidate
+    raise ServiceError(
+        f"no deploy/ folder with kafka/kafka.sh and redis/redis.sh above {here}; "
+        "the service scripts live in the lakebed repository, run from a checkout"
+    )
+
+
+def _run(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # Through bash, so a checkout that lost its executable bits still works.
+    try:
+        return subprocess.run(
+            ["bash", str(script), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=_SCRIPT_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ServiceError(
+            f"{script.name} {' '.join(args)} still running after {_SCRIPT_TIMEOUT_S:.0f} s"
+        ) from exc
+
+
+def _check(script: Path, *args: str) -> None:
+    result = _run(script, *args)
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr).strip()
+        raise ServiceError(
+            f"{script.name} {' '.join(args)} failed (exit {result.returncode}):\n{output}"
+        )
+
+
+@dataclass(frozen=True)
+class KafkaCluster:
+    """Kafka brokers (KRaft, each node also a controller) under one directory.
+
+    Node ``i`` serves clients on ``base_port + i``; ``brokers`` is 1 or 3 because
+    only those give a controller quorum worth having. Restarting on the same
+    ``home`` keeps topics and offsets.
+    """
+
+    home: Path
+    brokers: int = 1
+    base_port: int = 19092
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(f"127.0.0.1:{self.base_port + i}" for i in range(self.brokers))
+
+    @property
+    def _script(self) -> Path:
+        return deploy_dir() / "kafka" / "kafka.sh"
+
+    def up(self) -> None:
+        """Idempotent, and returns only once every broker can host replicas.
+
+        So a fixture may call it unconditionally and a test may create a topic with
+        replication factor 3 straight away (an open port alone does not promise that).
+        """
+        _check(self._script, "up", str(self.home), str(self.brokers), str(self.base_port))
+
+    def down(self) -> None:
+        _check(self._script, "down", str(self.home))
+
+    def healthy(self) -> bool:
+        """False as soon as one node is down, though clients may still be served.
+
+        A fault test needs to see the crash it caused, not just whether producing works.
+        """
+        return _run(self._script, "health", str(self.home)).returncode == 0
+
+    def kill_broker(self, index: int) -> None:
+        """SIGKILL one node (0-based): a crash, with no controlled shutdown or leader handover."""
+        _check(self._script, "kill", str(self.home), str(index))
+
+    def start_broker(self, index: int) -> None:
+        """Bring a killed node back on its own data, waiting until it rejoins."""
+        _check(self._script, "start-node", str(self.home), str(index))
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    """One Redis without persistence: state lasts as long as the process."""
+
+    home: Path
+    port: int = 16379
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def _script(self) -> Path:
+        return deploy_dir() / "redis" / "redis.sh"
+
+    def up(self) -> None:
+        _check(self._script, "up", str(self.home), str(self.port))
+
+    def down(self) -> None:
+        _check(self._script, "down", str(self.home))
+
+    def healthy(self) -> bool:
+        return _run(self._script, "health", str(self.home), str(self.port)).returncode == 0
+
+
+def service_home(settings: Settings, name: str) -> Path:
+    """Where a service started by ``lakebed services up`` keeps its data and logs."""
+    return settings.data_home / "services" / name

@@ -1,0 +1,249 @@
+"""The stream engine: consume → update features → score → produce, exactly once.
+
+Each micro-batch is one transaction on the log: the scored events, the alerts, the dead
+letters and the consumer's offsets become visible together or not at all. The feature
+store is updated before that commit; a worker killed in between reads the batch again, and
+the store's idempotent updates and time-bounded reads give the very same features, scores
+and outputs. Scoring is vectorised over the batch; only alerts pay for their reasons.
+
+Workers of one consumer group share the partitions. Each is a static member with its own
+transactional id, so a restarted worker fences its previous incarnation and takes its
+partitions back at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+
+from lakebed.config import Settings
+from lakebed.fraud.features import FEATURE_NAMES
+from lakebed.fraud.models import FraudModel
+from lakebed.fraud.scoring import decide
+from lakebed.stream.events import (
+    alert_json,
+    as_batch,
+    parse_chargebacks,
+    parse_transactions,
+    scored_json,
+)
+from lakebed.stream.latency import Latencies
+from lakebed.stream.log import Consumer, EventLog, Producer, Record
+from lakebed.stream.store import FeatureStore
+from lakebed.stream.topics import (
+    ALERTS,
+    CHAMPION,
+    CHAMPION_KEY,
+    CHARGEBACKS,
+    DEAD_LETTER,
+    SCORED,
+    TOPICS,
+    TRANSACTIONS,
+)
+
+ModelLoader = Callable[[str | None], tuple[FraudModel, str]]
+CHAMPION_RECHECK_S = 5.0
+
+
+@dataclass
+class EngineStats:
+    transactions: int = 0
+    chargebacks: int = 0
+    alerts: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    latencies: Latencies = field(default_factory=Latencies)
+    started: float = field(default_factory=time.perf_counter)
+    busy_s: float = 0.0
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
+
+
+@dataclass(frozen=True)
+class Output:
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+def registry_loader(settings: Settings) -> ModelLoader:
+    """Loads a version (the champion when ``None``) from the MLflow registry."""
+
+    def load(version: str | None) -> tuple[FraudModel, str]:
+        from lakebed.fraud.registry import Registry
+
+        registry = Registry(settings)
+        chosen = registry.champion()
+        if version is not None and version != chosen.version:
+            chosen = next(v for v in registry.versions() if v.version == version)
+        return registry.load(chosen), chosen.version
+
+    return load
+
+
+def publish_champion(log: EventLog, version: str) -> None:
+    """Point every worker at ``version`` (the compacted topic keeps the latest pointer)."""
+    log.create_topics(TOPICS)
+    with log.producer() as producer:
+        producer.send(CHAMPION, CHAMPION_KEY, orjson.dumps({"version": version}))
+        producer.flush()
+
+
+class StreamEngine:
+    def __init__(
+        self,
+        log: EventLog,
+        store: FeatureStore,
+        load_model: ModelLoader,
+        settings: Settings,
+        worker: str = "worker-0",
+    ) -> None:
+        self.log = log
+        self.store = store
+        self.load_model = load_model
+        self.settings = settings
+        self.worker = worker
+        self.threshold = settings.stream.alert_threshold or settings.fraud.review_threshold
+        self.stats = EngineStats()
+        log.create_topics(TOPICS)
+        self._pointer = log.consumer(f"{settings.stream.group}.champion.{worker}", [CHAMPION])
+        self._checked = 0.0
+        self._consumer: Consumer | None = None
+        pointed = self._latest_pointer()
+        self.model, self.version = load_model(pointed)
+        if pointed is None:
+            publish_champion(log, self.version)
+
+    def _latest_pointer(self) -> str | None:
+        """The newest version on the champion topic, if any arrived since the last look."""
+        latest = None
+        while records := self._pointer.poll(100, 0.05):
+            for record in records:
+                if record.key == CHAMPION_KEY and record.value:
+                    latest = str(orjson.loads(record.value)["version"])
+        self._checked = time.monotonic()
+        return latest
+
+    def _follow_champion(self) -> None:
+        if time.monotonic() - self._checked < CHAMPION_RECHECK_S:
+            return
+        pointed = self._latest_pointer()
+        if pointed is not None and pointed != self.version:
+            self.model, self.version = self.load_model(pointed)
+
+    def run(
+        self,
+        stop: threading.Event | None = None,
+        idle_exit_s: float | None = None,
+        on_batch: Callable[[EngineStats], None] | None = None,
+    ) -> EngineStats:
+        """Process until ``stop`` is set (finishing the batch in hand) or, with
+        ``idle_exit_s``, until nothing arrived for that long."""
+        stop = stop or threading.Event()
+        config = self.settings.stream
+        consumer = self.log.consumer(
+            config.group, [TRANSACTIONS, CHARGEBACKS], instance=self.worker
+        )
+        self._consumer = consumer
+        self.stats = EngineStats()
+        producer = self.log.producer(transactional_id=f"{config.group}.{self.worker}")
+        idle_since = time.monotonic()
+        try:
+            while not stop.is_set():
+                records = consumer.poll(config.batch_size, config.poll_timeout_ms / 1000)
+                if not records:
+                    if idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
+                        break
+                    self._follow_champion()
+                    continue
+                idle_since = time.monotonic()
+                self._transact(records, consumer, producer)
+                if on_batch is not None:
+                    on_batch(self.stats)
+                self._follow_champion()
+        finally:
+            consumer.close()
+            producer.close()
+            self._pointer.close()
+        return self.stats
+
+    def lag(self) -> int:
+        """Input records not yet read (-1 before the engine runs)."""
+        return -1 if self._consumer is None else self._consumer.lag()
+
+    def _transact(self, records: list[Record], consumer: Consumer, producer: Producer) -> None:
+        began = time.perf_counter()
+        producer.begin()
+        try:
+            outputs = self.process(records)
+            for output in outputs:
+                producer.send(output.topic, output.key, output.value)
+            producer.commit(consumer)
+        except BaseException:
+            producer.abort()
+            consumer.rewind()
+            raise
+        done_ms = time.time() * 1000
+        self.stats.latencies.add(
+            [done_ms - r.timestamp_ms for r in records if r.topic == TRANSACTIONS]
+        )
+        self.stats.batches += 1
+        self.stats.busy_s += time.perf_counter() - began
+
+    def process(self, records: list[Record]) -> list[Output]:
+        """The outputs of one batch; the store is updated on the way."""
+        chargebacks, dead = parse_chargebacks([r for r in records if r.topic == CHARGEBACKS])
+        transactions, kept, bad = parse_transactions(
+            [r for r in records if r.topic == TRANSACTIONS]
+        )
+        dead += bad
+        self.store.record_chargebacks(chargebacks)
+        outputs = [Output(DEAD_LETTER, d.record.key, d.to_json()) for d in dead]
+        if transactions:
+            features = self.store.update(as_batch(transactions))
+            probabilities = self.model.score(features)
+            alerting = np.flatnonzero(probabilities >= self.threshold)
+            reasons = (
+                self.model.reasons(features[alerting], self.settings.fraud.top_reasons)
+                if len(alerting)
+                else []
+            )
+            explained = dict(zip(alerting.tolist(), reasons, strict=True))
+            for row, (transaction, record) in enumerate(zip(transactions, kept, strict=True)):
+                probability = float(probabilities[row])
+                decision = decide(probability, self.settings.fraud)
+                outputs.append(
+                    Output(
+                        SCORED,
+                        record.key,
+                        scored_json(
+                            transaction,
+                            probability,
+                            decision,
+                            self.version,
+                            dict(zip(FEATURE_NAMES, features[row].tolist(), strict=True)),
+                        ),
+                    )
+                )
+                if row in explained:
+                    outputs.append(
+                        Output(
+                            ALERTS,
+                            record.key,
+                            alert_json(
+                                transaction, probability, decision, self.version, explained[row]
+                            ),
+                        )
+                    )
+        self.stats.transactions += len(transactions)
+        self.stats.chargebacks += len(chargebacks)
+        self.stats.alerts += sum(1 for o in outputs if o.topic == ALERTS)
+        self.stats.dead_letters += len(dead)
+        return outputs

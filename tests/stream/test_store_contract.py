@@ -1,0 +1,89 @@
+"""One contract, two feature stores: the in-process store and Redis answer alike."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from lakebed.fraud.features import FEATURE_NAMES
+from lakebed.stream.store import DAY, Chargebacks, FeatureStore, Transactions
+
+START = int(datetime(2018, 5, 1, 12, tzinfo=UTC).timestamp())
+HOUR = 3600
+
+
+def column(name: str) -> int:
+    return FEATURE_NAMES.index(name)
+
+
+def tx(ids: list[str], seconds: list[int], amounts: list[float], terminal: int = 7) -> Transactions:
+    n = len(ids)
+    return Transactions.of(ids, seconds, [1] * n, [terminal] * n, amounts)
+
+
+def test_customer_windows_include_the_transaction_and_both_bounds(store: FeatureStore) -> None:
+    history = tx(
+        [f"old{i}" for i in range(8)],
+        [START + i * 6 * HOUR for i in range(8)],
+        [10.0 * (i + 1) for i in range(8)],
+    )
+    store.update(history)
+    now = START + 8 * 6 * HOUR  # exactly one day after old4
+    row = store.update(tx(["new"], [now], [5.0]))[0]
+    assert row[column("customer_transactions_1d")] == 5  # old4..old7 and itself
+    assert row[column("customer_mean_amount_1d")] == pytest.approx((50 + 60 + 70 + 80 + 5) / 5)
+    assert row[column("customer_transactions_30d")] == 9
+    assert row[column("amount")] == 5.0
+
+
+def test_cents_are_exact(store: FeatureStore) -> None:
+    amounts = [0.1, 0.2, 0.7, 1234567.89, 0.01]
+    rows = store.update(tx([f"t{i}" for i in range(5)], [START + i for i in range(5)], amounts))
+    assert rows[-1, column("customer_mean_amount_1d")] == pytest.approx(
+        round(sum(amounts) * 100) / 100 / 5, abs=1e-9
+    )
+
+
+def test_a_duplicate_counts_once_in_a_batch_and_across_batches(store: FeatureStore) -> None:
+    first = store.update(tx(["a", "a", "b"], [START, START, START + 60], [10.0, 10.0, 20.0]))
+    again = store.update(tx(["a", "b"], [START, START + 60], [10.0, 20.0]))
+    count = column("customer_transactions_1d")
+    assert first[:, count].tolist() == [1, 1, 2]  # b is a minute after a
+    np.testing.assert_array_equal(again, first[[0, 2]])
+
+
+def test_terminal_risk_waits_for_the_delay_and_the_report(store: FeatureStore) -> None:
+    store.update(tx(["fraud", "ok"], [START, START + HOUR], [50.0, 60.0], terminal=9))
+    # The chargeback is reported 3 days after the fraud.
+    store.record_chargebacks(Chargebacks(["fraud"], np.array([START + 3 * DAY])))
+    risk, count = column("terminal_risk_1d"), column("terminal_transactions_1d")
+    week_later = START + 7 * DAY + HOUR
+    row = store.update(tx(["later"], [week_later], [1.0], terminal=9))[0]
+    assert (row[count], row[risk]) == (2, 0.5)  # both 7 days back; one of two was fraud
+    before_report = store.update(tx(["early"], [START + 2 * DAY], [1.0], terminal=9))[0]
+    assert before_report[column("terminal_risk_30d")] == 0.0  # the window is still open
+
+
+def test_a_label_reported_later_changes_no_feature(store: FeatureStore) -> None:
+    store.update(tx(["f"], [START], [50.0], terminal=3))
+    at = START + 8 * DAY
+    before = store.update(tx(["x"], [at], [1.0], terminal=3))[0]
+    store.record_chargebacks(Chargebacks(["f"], np.array([at + HOUR])))
+    after = store.update(tx(["x"], [at], [1.0], terminal=3))[0]
+    np.testing.assert_array_equal(after, before)
+
+
+def test_a_chargeback_ahead_of_its_transaction_waits_for_it(store: FeatureStore) -> None:
+    store.record_chargebacks(Chargebacks(["f"], np.array([START + DAY])))
+    store.update(tx(["f"], [START], [50.0], terminal=4))
+    row = store.update(tx(["y"], [START + 7 * DAY + 1], [1.0], terminal=4))[0]
+    assert row[column("terminal_risk_1d")] == 1.0
+
+
+def test_clear_forgets_everything(store: FeatureStore) -> None:
+    store.update(tx(["a"], [START], [10.0]))
+    store.clear()
+    row = store.update(tx(["b"], [START + 1], [10.0]))[0]
+    assert row[column("customer_transactions_1d")] == 1
