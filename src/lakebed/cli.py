@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import date
 from pathlib import Path
@@ -500,6 +501,9 @@ def stream(
     idle_exit: Annotated[
         float | None, typer.Option(help="Stop after this many seconds without input.")
     ] = None,
+    stats: Annotated[
+        Path | None, typer.Option(help="Write the worker's counts and latencies (JSON) here.")
+    ] = None,
     data_home: Annotated[Path | None, typer.Option(help="Data home.")] = None,
 ) -> None:
     """Run the real-time engine: consume transactions, update online features, score with
@@ -508,7 +512,7 @@ def stream(
     if replay or (replay is None and settings.profile == "local"):
         _replay(settings, rate or settings.stream.replay_rate)
         return
-    _run_worker(settings, worker, idle_exit)
+    _run_worker(settings, worker, idle_exit, stats)
 
 
 def _replay(settings: Settings, rate: float) -> None:
@@ -546,7 +550,9 @@ def _replay(settings: Settings, rate: float) -> None:
     console.print(f"latency histogram: {path}")
 
 
-def _run_worker(settings: Settings, worker: str, idle_exit: float | None) -> None:
+def _run_worker(
+    settings: Settings, worker: str, idle_exit: float | None, stats_file: Path | None
+) -> None:
     import signal
     import threading
 
@@ -565,6 +571,8 @@ def _run_worker(settings: Settings, worker: str, idle_exit: float | None) -> Non
     finally:
         store.close()
         log.close()
+    if stats_file is not None:
+        stats_file.write_text(json.dumps(stats.summary()))
     console.print(
         f"{worker}: {stats.transactions:,} transactions, {stats.alerts:,} alerts, "
         f"{stats.dead_letters:,} dead letters in {stats.batches:,} batches",

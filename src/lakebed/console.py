@@ -242,6 +242,8 @@ def versions_table(versions: list[ModelVersion]) -> Table:
 
 
 def replay_table(report: ReplayReport) -> Table:
+    from lakebed.stream.sink import TABLE
+
     table = Table(
         title=f"Stream replay · {report.days[0]} to {report.days[1]}", title_justify="left"
     )
@@ -263,6 +265,7 @@ def replay_table(report: ReplayReport) -> Table:
             f"{report.alert_frauds:,} of {report.frauds:,} ({report.recall:.1%})",
         ),
         ("model version", report.model_version),
+        ("scored events landed in", f"{TABLE} ({report.landed:,})"),
     ]
     for row in rows:
         table.add_row(*row)

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lakebed.services import KafkaCluster, RedisServer
 
+from lakebed.services import KafkaCluster, RedisServer
 from lakebed.stream.kafka_log import KafkaLog
 from lakebed.stream.log import EventLog
 from lakebed.stream.memory_log import MemoryLog

@@ -65,6 +65,19 @@ class EngineStats:
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started
 
+    def summary(self) -> dict[str, object]:
+        """Plain data (for a stats file): counts, times and the latency histogram."""
+        return {
+            "transactions": self.transactions,
+            "chargebacks": self.chargebacks,
+            "alerts": self.alerts,
+            "dead_letters": self.dead_letters,
+            "batches": self.batches,
+            "busy_s": self.busy_s,
+            "elapsed_s": self.elapsed_s,
+            "latency_counts": self.latencies.counts.tolist(),
+        }
+
 
 @dataclass(frozen=True)
 class Output:

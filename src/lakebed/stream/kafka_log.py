@@ -46,6 +46,13 @@ class KafkaLog(EventLog):
     def __init__(self, bootstrap_servers: str) -> None:
         self.bootstrap_servers = bootstrap_servers
         self._admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+        self._cluster_id: str | None = None
+
+    @property
+    def log_id(self) -> str:
+        if self._cluster_id is None:
+            self._cluster_id = str(self._admin.list_topics(timeout=TIMEOUT_S).cluster_id)
+        return f"kafka-{self._cluster_id}"
 
     def create_topics(self, specs: Sequence[TopicSpec]) -> None:
         existing = set(self._admin.list_topics(timeout=TIMEOUT_S).topics)

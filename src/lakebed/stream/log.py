@@ -109,6 +109,12 @@ class Producer(ABC):
 
 
 class EventLog(ABC):
+    @property
+    @abstractmethod
+    def log_id(self) -> str:
+        """What makes offsets comparable: the same id, the same offsets (Kafka's cluster
+        id; a fresh id for each in-process log)."""
+
     @abstractmethod
     def create_topics(self, specs: Sequence[TopicSpec]) -> None:
         """Create the topics that do not exist yet (existing ones are left as they are)."""

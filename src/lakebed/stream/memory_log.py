@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,11 @@ class MemoryLog(EventLog):
         self._lock = threading.RLock()
         self._arrived = threading.Condition(self._lock)
         self._counter = 0
+        self._id = f"memory-{uuid.uuid4().hex[:12]}"
+
+    @property
+    def log_id(self) -> str:
+        return self._id
 
     def create_topics(self, specs: Sequence[TopicSpec]) -> None:
         with self._lock:

@@ -26,6 +26,7 @@ from lakebed.config import Settings
 from lakebed.stream.engine import EngineStats, ModelLoader, StreamEngine
 from lakebed.stream.latency import Latencies
 from lakebed.stream.log import EventLog
+from lakebed.stream.sink import LakeSink
 from lakebed.stream.store import RETENTION_DAYS, Chargebacks, FeatureStore, Transactions
 from lakebed.stream.topics import ALERTS, CHARGEBACKS, TOPICS, TRANSACTIONS
 from lakebed.world.feed import chargebacks_file, transactions_file
@@ -48,6 +49,7 @@ class ReplayReport:
     busy_s: float
     latencies: Latencies
     model_version: str
+    landed: int
 
     @property
     def throughput(self) -> float:
@@ -195,6 +197,7 @@ def replay(
     feeder.start()
     stats = engine.run(idle_exit_s=None, on_batch=progress, stop=_stop_when_done(produced, engine))
     feeder.join()
+    landed = LakeSink(log, catalog).run(idle_exit_s=0.5)
     alerted = _alerted(log)
     frauds = _frauds(catalog, first, last)
     return ReplayReport(
@@ -210,6 +213,7 @@ def replay(
         busy_s=stats.busy_s,
         latencies=stats.latencies,
         model_version=engine.version,
+        landed=landed.records,
     )
 
 

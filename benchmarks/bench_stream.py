@@ -1,0 +1,381 @@
+"""Benchmark: the real-time engine's throughput and produce→score latency.
+
+Why: the engine claims millisecond scoring at tens of thousands of events per second.
+Measured here, on the default world's last week of raw feed (dirty lines included, each
+round with fresh transaction ids so nothing is skipped as a replay):
+
+* in-process (local profile): capacity with a backlog (events per second of busy time, one
+  worker, one core for Python), then produce→score latency at fixed offered loads from a
+  producer thread;
+* Kafka + Redis (cluster profile): a real single-node broker and Redis, the producer in its
+  own process at fixed offered loads, one and two ``lakebed stream`` worker processes;
+  latency is from the record's create time to the commit of the transaction that
+  published its score, and the consumer lag is sampled to see whether it keeps growing.
+
+The baseline in the same run is the offered load itself: a worker keeps up when the lag
+stays flat. Run ``python benchmarks/bench_stream.py`` (about 5 minutes on 2 cores; the
+default world's lakehouse and an XGBoost champion are built first unless ``--data-home``
+has them). Writes ``stream_latency.png`` beside the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lakebed.config import Settings
+from lakebed.lake.catalog import open_catalog
+from lakebed.services import KafkaCluster, RedisServer
+from lakebed.stream.engine import StreamEngine, registry_loader
+from lakebed.stream.kafka_log import KafkaLog
+from lakebed.stream.latency import Latencies, plot_latencies
+from lakebed.stream.memory_log import MemoryLog
+from lakebed.stream.memory_store import MemoryStore
+from lakebed.stream.redis_store import RedisStore
+from lakebed.stream.replay import Message, feed_messages, replay_days, warm_up
+from lakebed.stream.topics import TOPICS, TRANSACTIONS
+
+HERE = Path(__file__).resolve().parent
+LAKEBED = str(Path(sys.executable).with_name("lakebed"))
+WORKER_START_S = 8
+IDLE_EXIT_S = 12  # > WORKER_START_S: idle workers wait for the producer to begin
+
+
+def prepare(data_home: Path | None) -> Settings:
+    """A data home with the default world's gold and a champion."""
+    from bench_fraud import build_lakehouse
+    from lakebed.fraud.registry import Registry
+    from lakebed.fraud.train import train
+
+    home = data_home or Path(tempfile.mkdtemp(prefix="bench-stream-"))
+    settings = Settings(data_home=home)
+    if not (home / "lakehouse" / "catalog.db").exists():
+        print("building the default world's lakehouse ...", flush=True)
+        build_lakehouse(settings)
+    if not Registry.exists(settings) or not Registry(settings).versions():
+        print("training the XGBoost champion ...", flush=True)
+        report = train(settings, ["xgboost"])
+        assert report.best.version is not None
+        Registry(settings).promote(report.best.version)
+    elif all(not v.champion for v in Registry(settings).versions()):
+        Registry(settings).promote(Registry(settings).versions()[0].version)
+    return settings
+
+
+def transactions(settings: Settings) -> list[Message]:
+    first, last = replay_days(settings)
+    return [m for m in feed_messages(settings.data_home, first, last) if m[0] == TRANSACTIONS]
+
+
+def rounds(messages: list[Message], count: int) -> list[Message]:
+    """``count`` messages: the week again and again, each round with its own ids."""
+    out: list[Message] = []
+    n = 0
+    while len(out) < count:
+        tag = f'"transaction_id":"r{n}_'.encode()
+        out += [(t, k, v.replace(b'"transaction_id":"', tag, 1)) for t, k, v in messages]
+        n += 1
+    return out[:count]
+
+
+def start_of_replay(settings: Settings) -> datetime:
+    first, _ = replay_days(settings)
+    return datetime.combine(first, datetime.min.time(), UTC)
+
+
+# -- in-process ------------------------------------------------------------------------
+
+
+def in_process(settings: Settings, messages: list[Message], loads: list[int]) -> dict[str, Any]:
+    load = registry_loader(settings)
+    model, version = load(None)
+    results: dict[str, Any] = {"loads": {}}
+
+    def engine_with(log: MemoryLog) -> StreamEngine:
+        store = MemoryStore()
+        warm_up(store, open_catalog(settings), start_of_replay(settings))
+        return StreamEngine(log, store, lambda _v: (model, version), settings)
+
+    # Capacity: a backlog, one worker, as fast as it goes.
+    log = MemoryLog()
+    log.create_topics(TOPICS)
+    backlog = rounds(messages, 200_000)
+    with log.producer() as producer:
+        for topic, key, value in backlog:
+            producer.send(topic, key, value)
+    engine = engine_with(log)
+    stats = engine.run(idle_exit_s=0.5)
+    results["capacity"] = stats.transactions / stats.busy_s
+    results["capacity_events"] = stats.transactions
+    print(f"in-process capacity: {results['capacity']:,.0f} events/s", flush=True)
+
+    for rate in loads:
+        latencies, events, wall = offered_load(engine_with, messages, rate)
+        results["loads"][rate] = summarise(latencies, events, wall)
+        results.setdefault("latencies", {})[f"in-process, {rate:,}/s offered"] = latencies
+        print(f"in-process at {rate:,}/s: {results['loads'][rate]}", flush=True)
+    return results
+
+
+def offered_load(
+    engine_with: Callable[[MemoryLog], StreamEngine], messages: list[Message], rate: int
+) -> tuple[Latencies, int, float]:
+    """Ten seconds of input from a producer thread at ``rate``; the engine stops once the
+    producer is done and the engine has caught up."""
+    log = MemoryLog()
+    log.create_topics(TOPICS)
+    offered = rounds(messages, rate * 10)
+    engine = engine_with(log)
+    done, stop = threading.Event(), threading.Event()
+
+    def produce() -> None:
+        with log.producer() as producer:
+            began = time.perf_counter()
+            for sent, (topic, key, value) in enumerate(offered, 1):
+                producer.send(topic, key, value)
+                ahead = sent / rate - (time.perf_counter() - began)
+                if ahead > 0.002:
+                    time.sleep(ahead)
+        done.set()
+
+    def watch() -> None:
+        done.wait()
+        while engine.lag() != 0:
+            time.sleep(0.01)
+        stop.set()
+
+    threading.Thread(target=produce, daemon=True).start()
+    threading.Thread(target=watch, daemon=True).start()
+    began = time.perf_counter()
+    stats = engine.run(stop=stop)
+    return stats.latencies, stats.transactions, time.perf_counter() - began
+
+
+def summarise(latencies: Latencies, events: int, wall: float) -> dict[str, float]:
+    return {
+        "events": events,
+        "throughput": events / wall,
+        "p50_ms": latencies.percentile(50),
+        "p99_ms": latencies.percentile(99),
+        "p999_ms": latencies.percentile(99.9),
+    }
+
+
+# -- Kafka + Redis -----------------------------------------------------------------------
+
+
+def paced_producer(bootstrap: str, path: str, rate: int) -> None:
+    """Runs in its own process: sends the pickled messages at ``rate`` per second."""
+    import pickle
+
+    from lakebed.stream.kafka_log import KafkaLog
+
+    with open(path, "rb") as file:
+        messages: list[Message] = pickle.load(file)
+    producer = KafkaLog(bootstrap).producer()
+    began = time.perf_counter()
+    for sent, (topic, key, value) in enumerate(messages, 1):
+        producer.send(topic, key, value)
+        ahead = sent / rate - (time.perf_counter() - began)
+        if ahead > 0.002:
+            time.sleep(ahead)
+    producer.flush()
+
+
+def kafka_redis(
+    settings: Settings, messages: list[Message], loads: list[int], workers: list[int], seconds: int
+) -> dict[str, Any]:
+    import pickle
+
+    work = Path(tempfile.mkdtemp(prefix="bench-stream-services-"))
+    kafka = KafkaCluster(work / "kafka", brokers=1, base_port=19592)
+    redis_server = RedisServer(work / "redis", port=16579)
+    kafka.up()
+    redis_server.up()
+    results: dict[str, Any] = {}
+    try:
+        for count in workers:
+            for rate in loads:
+                group = f"bench-{uuid.uuid4().hex[:6]}"
+                log = KafkaLog(kafka.bootstrap_servers)
+                # fresh topics per run: a run must not see the previous one's backlog
+                prefix_env = run_env(settings, kafka, redis_server, group)
+                store = RedisStore(redis_server.url)
+                store.clear()
+                warm_up(store, open_catalog(settings), start_of_replay(settings), days=8)
+                store.close()
+                log.create_topics(TOPICS)
+                fresh_input_topic(log)
+                offered = rounds(messages, rate * seconds)
+                path = work / "messages.pickle"
+                path.write_bytes(pickle.dumps(offered))
+                procs = []
+                for i in range(count):
+                    stats = work / f"stats-{group}-{i}.json"
+                    procs.append(
+                        (
+                            subprocess.Popen(
+                                [
+                                    LAKEBED,
+                                    "stream",
+                                    "--worker",
+                                    f"w{i}",
+                                    "--idle-exit",
+                                    str(IDLE_EXIT_S),
+                                    "--stats",
+                                    str(stats),
+                                ],
+                                env=prefix_env,
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL,
+                            ),
+                            stats,
+                        )
+                    )
+                time.sleep(WORKER_START_S)  # the workers load the model and join the group
+                producer = multiprocessing.get_context("spawn").Process(
+                    target=paced_producer, args=(kafka.bootstrap_servers, str(path), rate)
+                )
+                lag = LagSampler(kafka.bootstrap_servers, group)
+                lag.start()
+                began = time.perf_counter()
+                producer.start()
+                producer.join()
+                lag.stop_at_end()
+                for proc, _ in procs:
+                    proc.wait(timeout=600)
+                wall = time.perf_counter() - began - IDLE_EXIT_S
+                merged = Latencies()
+                events = 0
+                for _, stats in procs:
+                    data = json.loads(stats.read_text())
+                    merged.counts += np.asarray(data["latency_counts"], dtype=np.int64)
+                    events += data["transactions"]
+                key = f"Kafka+Redis, {count} worker(s), {rate:,}/s offered"
+                results[key] = {
+                    **summarise(merged, events, wall),
+                    "lag_samples": lag.samples,
+                    "latencies": merged,
+                }
+                shown = {k: v for k, v in results[key].items() if k != "latencies"}
+                print(f"kafka+redis {key}: {shown}", flush=True)
+    finally:
+        kafka.down()
+        redis_server.down()
+    return results
+
+
+def run_env(
+    settings: Settings, kafka: KafkaCluster, redis_server: RedisServer, group: str
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        "LAKEBED_PROFILE": "cluster",
+        "LAKEBED_DATA_HOME": str(settings.data_home),
+        "LAKEBED_STREAM__KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
+        "LAKEBED_STREAM__REDIS_URL": redis_server.url,
+        "LAKEBED_STREAM__GROUP": group,
+    }
+
+
+def fresh_input_topic(log: KafkaLog) -> None:
+    """Delete and create the input topic: a new consumer group starts at the earliest
+    record, and a run must not see the previous run's input."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": log.bootstrap_servers})
+    for future in admin.delete_topics([TRANSACTIONS]).values():
+        future.result(30)
+    deadline = time.monotonic() + 30
+    while TRANSACTIONS in admin.list_topics(timeout=10).topics and time.monotonic() < deadline:
+        time.sleep(0.5)
+    while time.monotonic() < deadline:
+        try:
+            log.create_topics(TOPICS)
+            return
+        except Exception:  # the deletion may still be under way
+            time.sleep(1)
+
+
+class LagSampler:
+    """The group's lag on the input topic, once a second, from outside the workers."""
+
+    def __init__(self, bootstrap: str, group: str) -> None:
+        from confluent_kafka import Consumer
+
+        self.samples: list[int] = []
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group + ".lag"})
+        self._group = group
+        self._bootstrap = bootstrap
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop_at_end(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        from confluent_kafka import TopicPartition
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self._bootstrap})
+        partitions = [TopicPartition(TRANSACTIONS, p) for p in range(4)]
+        while not self._done.wait(1.0):
+            future = admin.list_consumer_group_offsets([_group_request(self._group, partitions)])[
+                self._group
+            ]
+            committed = {tp.partition: tp.offset for tp in future.result(10).topic_partitions}
+            total = 0
+            for tp in partitions:
+                _, high = self._consumer.get_watermark_offsets(tp, timeout=10)
+                total += high - max(committed.get(tp.partition, 0), 0)
+            self.samples.append(total)
+
+
+def _group_request(group: str, partitions: list[Any]) -> Any:
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    return ConsumerGroupTopicPartitions(group, partitions)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-home", type=Path, help="reuse a data home with gold + champion")
+    parser.add_argument("--loads", default="5000,20000,50000", help="offered events/s")
+    parser.add_argument("--seconds", type=int, default=15, help="seconds at each Kafka load")
+    parser.add_argument("--skip-kafka", action="store_true")
+    args = parser.parse_args()
+    loads = [int(x) for x in args.loads.split(",")]
+    settings = prepare(args.data_home)
+    messages = transactions(settings)
+    print(f"{len(messages):,} feed lines per round ({settings.data_home})", flush=True)
+    local = in_process(settings, messages, loads)
+    series: dict[str, Latencies] = local.pop("latencies")
+    cluster: dict[str, Any] = {}
+    if not args.skip_kafka:
+        cluster = kafka_redis(settings, messages, loads, [1, 2], args.seconds)
+        series.update({k: v.pop("latencies") for k, v in cluster.items()})
+    out = plot_latencies(series, HERE / "stream_latency.png", "produce → score latency")
+    print(json.dumps({"in_process": local, "kafka_redis": cluster}, indent=1, default=str))
+    print(f"histogram: {out}")
+
+
+if __name__ == "__main__":
+    main()
