@@ -37,11 +37,12 @@ services:
 unit: setup services
 	$(BIN)/pytest
 
-bench: setup
+bench: setup services
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python benchmarks/bench_world.py
 	$(BIN)/python benchmarks/bench_lakehouse.py --skip-scale
 	$(BIN)/python benchmarks/bench_fraud.py
+	$(BIN)/python benchmarks/bench_stream.py
 
 # Re-pin every dependency to what is installed now (run after changing pyproject.toml).
 lock: setup

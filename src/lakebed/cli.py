@@ -359,6 +359,26 @@ def _promote(settings: Settings, version: str | None) -> None:
         f"champion: version [bold]{promoted.version}[/] ({promoted.model}) · "
         f"AP {promoted.metrics.get('average_precision', float('nan')):.3f}"
     )
+    if settings.profile == "cluster":
+        _announce_champion(settings, promoted.version)
+
+
+def _announce_champion(settings: Settings, version: str) -> None:
+    """Tell running stream workers (they follow the compacted ``fraud.champion`` topic)."""
+    from lakebed.stream.engine import publish_champion
+    from lakebed.stream.log import LogError, open_log
+
+    log = open_log(settings)
+    try:
+        publish_champion(log, version)
+        console.print(f"stream workers will score with version {version} within seconds")
+    except LogError as error:
+        errors.print(
+            f"the stream workers were not told (Kafka: {error}); they will load "
+            "the registry's champion when they start"
+        )
+    finally:
+        log.close()
 
 
 @models_app.callback(invoke_without_command=True)

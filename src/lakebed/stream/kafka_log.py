@@ -55,8 +55,12 @@ class KafkaLog(EventLog):
         return f"kafka-{self._cluster_id}"
 
     def create_topics(self, specs: Sequence[TopicSpec]) -> None:
-        existing = set(self._admin.list_topics(timeout=TIMEOUT_S).topics)
-        brokers = len(self._admin.list_topics(timeout=TIMEOUT_S).brokers)
+        try:
+            metadata = self._admin.list_topics(timeout=TIMEOUT_S)
+        except KafkaException as error:
+            raise LogError(f"Kafka at {self.bootstrap_servers} does not answer: {error}") from error
+        existing = set(metadata.topics)
+        brokers = len(metadata.brokers)
         replicas = min(3, brokers)
         wanted = [
             NewTopic(

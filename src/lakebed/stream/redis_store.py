@@ -1,14 +1,15 @@
-"""The Redis feature store (cluster profile): day buckets and event edges, in Lua.
+"""The Redis feature store (cluster profile): sorted sets and day buckets, in Lua.
 
-Per entity, a hash of day buckets (``n<day>`` transactions, ``a<day>`` cents) answers the
-whole days of a window in one ``HMGET``; a sorted set of the entity's recent events (score:
-event second) answers the two partial days at the window's edges, so windows are exact at
-the second, as the offline SQL's ``RANGE`` frames are, without rescanning history. Frauds
-per terminal sit in a sorted set by event time with their report time beside them.
+Per card and per terminal, a sorted set of the entity's recent events (score: the event
+second) answers a window's count exactly with one ``ZCOUNT``, and its partial days at the
+edges exactly to the second; a hash of day buckets of cents answers the whole days of a
+sum with one ``HMGET``, shared by the windows that end at the same transaction. So windows
+are exact, as the offline SQL's ``RANGE`` frames are, and no history is rescanned. Frauds
+per terminal sit in a sorted set by event time with their report times beside them.
 
-A batch is one ``EVALSHA``: one round trip, and atomic, so a worker killed mid-batch leaves
-either all of the batch's updates or none. ``SET NX`` on the transaction id makes each
-update idempotent. Data older than the longest window is trimmed as entities are touched,
+A batch (up to 1,000 events) is one ``EVALSHA``: one round trip, and atomic, so a worker
+killed mid-batch leaves all of its updates or none. ``SET NX`` on the transaction id makes
+each update idempotent. Data older than the longest window is trimmed as entities are touched,
 and every key expires after the retention period of wall-clock time as well, so idle cards
 and terminals do not stay for ever.
 """
