@@ -95,7 +95,7 @@ class StreamSettings(BaseModel):
         SecretStr("redis://127.0.0.1:16379/0"), description="Redis URL (may hold a password)"
     )
     group: str = Field("lakebed-stream", description="the engine's Kafka consumer group")
-    batch_size: int = Field(256, gt=0, description="events scored together at most")
+    batch_size: int = Field(1000, gt=0, description="events scored together at most")
     poll_timeout_ms: int = Field(5, ge=0, description="wait for a batch to fill at most")
     alert_threshold: float | None = Field(
         None, gt=0, lt=1, description="score from which to alert; empty: fraud.review_threshold"

@@ -65,7 +65,11 @@ class RawTransaction(_Part):
     """A transaction event as the raw feed carries it (schema v1 or v2)."""
 
     schema_version: int = Field(1, ge=1, le=2)
-    transaction_id: str = Field(min_length=1)
+    transaction_id: str = Field(
+        min_length=1,
+        pattern=r"^[^\x00-\x1f]+$",
+        description="the payment switch's id (no control characters)",
+    )
     event_time: AwareDatetime = Field(description="ISO 8601 with its UTC offset")
     card: Card
     terminal: Terminal

@@ -13,9 +13,11 @@ partitions back at once.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,6 +88,22 @@ class Output:
     value: bytes
 
 
+@contextmanager
+def _batch_friendly_gc() -> Iterator[None]:
+    """Fewer cyclic garbage collections while the engine runs. A batch allocates thousands
+    of short-lived objects (parsed messages) that reference counting frees anyway, and each
+    collection they trigger scans everything the process holds (the store, the log): with
+    default thresholds parsing cost 28 µs a message instead of 7 (measured)."""
+    thresholds = gc.get_threshold()
+    gc.freeze()  # what exists now (the model, the warmed store) is never scanned again
+    gc.set_threshold(50_000, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
 def registry_loader(settings: Settings) -> ModelLoader:
     """Loads a version (the champion when ``None``) from the MLflow registry."""
 
@@ -96,7 +114,7 @@ def registry_loader(settings: Settings) -> ModelLoader:
         chosen = registry.champion()
         if version is not None and version != chosen.version:
             chosen = next(v for v in registry.versions() if v.version == version)
-        return registry.load(chosen), chosen.version
+        return registry.load(chosen).single_threaded(), chosen.version
 
     return load
 
@@ -159,6 +177,15 @@ class StreamEngine:
     ) -> EngineStats:
         """Process until ``stop`` is set (finishing the batch in hand) or, with
         ``idle_exit_s``, until nothing arrived for that long."""
+        with _batch_friendly_gc():
+            return self._run(stop, idle_exit_s, on_batch)
+
+    def _run(
+        self,
+        stop: threading.Event | None,
+        idle_exit_s: float | None,
+        on_batch: Callable[[EngineStats], None] | None,
+    ) -> EngineStats:
         stop = stop or threading.Event()
         config = self.settings.stream
         consumer = self.log.consumer(
@@ -229,6 +256,7 @@ class StreamEngine:
                 else []
             )
             explained = dict(zip(alerting.tolist(), reasons, strict=True))
+            rows = features.tolist()  # one conversion, not one per row
             for row, (transaction, record) in enumerate(zip(transactions, kept, strict=True)):
                 probability = float(probabilities[row])
                 decision = decide(probability, self.settings.fraud)
@@ -241,7 +269,7 @@ class StreamEngine:
                             probability,
                             decision,
                             self.version,
-                            dict(zip(FEATURE_NAMES, features[row].tolist(), strict=True)),
+                            dict(zip(FEATURE_NAMES, rows[row], strict=True)),
                         ),
                     )
                 )

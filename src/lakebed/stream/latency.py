@@ -47,7 +47,8 @@ def plot_latencies(series: dict[str, Latencies], path: Path, title: str) -> Path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for (label, latencies), colour in zip(series.items(), ("C0", "C1", "C2", "C3"), strict=False):
+    for index, (label, latencies) in enumerate(series.items()):
+        colour = f"C{index % 10}"
         used = np.flatnonzero(latencies.counts)
         if not len(used):
             continue
