@@ -30,9 +30,11 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-# What the tests of the real services need besides Python (Redis, kcat, Java, Maven).
+# What the tests of the real services need besides Python (Redis, kcat, Java, Maven), and
+# the Weaviate server, compiled once with Go into ~/.cache/lakebed (about 5 minutes cold).
 services:
 	bash deploy/packages.sh
+	bash deploy/weaviate/weaviate.sh build
 
 unit: setup services
 	$(BIN)/pytest
@@ -43,6 +45,7 @@ bench: setup services
 	$(BIN)/python benchmarks/bench_lakehouse.py --skip-scale
 	$(BIN)/python benchmarks/bench_fraud.py
 	$(BIN)/python benchmarks/bench_stream.py
+	$(BIN)/python benchmarks/bench_rag.py
 
 # Re-pin every dependency to what is installed now (run after changing pyproject.toml).
 lock: setup

@@ -14,15 +14,19 @@ from rich.table import Table
 
 from lakebed.config import Settings, flatten
 from lakebed.console import (
+    answer_panel,
     build_table,
     console,
     errors,
     flow_progress,
+    index_progress,
+    index_table,
     ingest_table,
     layers_table,
     metrics_table,
     publish_table,
     quarantine_table,
+    rag_eval_table,
     replay_table,
     stream_progress,
     training_progress,
@@ -35,8 +39,9 @@ from lakebed.world.spec import WorldSpec
 
 if TYPE_CHECKING:
     from lakebed.fraud.train import TrainingReport
+    from lakebed.rag.service import RagService
     from lakebed.serve.engine import SqlEngine
-    from lakebed.services import KafkaCluster, RedisServer
+    from lakebed.services import KafkaCluster, RedisServer, WeaviateServer
 
 app = typer.Typer(
     help="Lakebed: an open data & AI platform for card payments, laptop to cluster.",
@@ -50,6 +55,8 @@ models_app = typer.Typer(
     help="The fraud model registry: list the versions (no command), promote the champion."
 )
 app.add_typer(models_app, name="models")
+rag_app = typer.Typer(help="The RAG service's evaluation and maintenance.", no_args_is_help=True)
+app.add_typer(rag_app, name="rag")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -443,11 +450,15 @@ services_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(services_app, name="services")
-SERVICES = ("kafka", "redis")
+SERVICES = ("kafka", "redis", "weaviate")
 
 
-def _service(name: str, settings: Settings, brokers: int) -> KafkaCluster | RedisServer:
-    from lakebed.services import KafkaCluster, RedisServer, service_home
+def _service(
+    name: str, settings: Settings, brokers: int
+) -> KafkaCluster | RedisServer | WeaviateServer:
+    from urllib.parse import urlsplit
+
+    from lakebed.services import KafkaCluster, RedisServer, WeaviateServer, service_home
 
     if name not in SERVICES:
         fail(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
@@ -455,15 +466,16 @@ def _service(name: str, settings: Settings, brokers: int) -> KafkaCluster | Redi
     if name == "kafka":
         port = int(settings.stream.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
         return KafkaCluster(home, brokers=brokers, base_port=port)
-    from urllib.parse import urlsplit
-
+    if name == "weaviate":
+        http_port = urlsplit(settings.rag.weaviate_url).port or 8080
+        return WeaviateServer(home, http_port, settings.rag.weaviate_grpc_port)
     port = urlsplit(settings.stream.redis_url.get_secret_value()).port or 6379
     return RedisServer(home, port=port)
 
 
 @services_app.command("up")
 def services_up(
-    names: Annotated[list[str], typer.Argument(help="kafka and/or redis")],
+    names: Annotated[list[str], typer.Argument(help="kafka, redis and/or weaviate")],
     brokers: Annotated[int, typer.Option(help="Kafka brokers (1, or 3 for a cluster).")] = 1,
     data_home: Annotated[Path | None, typer.Option(help="Data home.")] = None,
 ) -> None:
@@ -477,12 +489,13 @@ def services_up(
             service.up()
         except ServiceError as error:
             fail(str(error), code=1)
-        console.print(f"[green]{name} is up[/] ({service.home})")
+        where = getattr(service, "bootstrap_servers", None) or getattr(service, "url", "")
+        console.print(f"[green]{name} is up[/] on {where} ({service.home})")
 
 
 @services_app.command("down")
 def services_down(
-    names: Annotated[list[str], typer.Argument(help="kafka and/or redis")],
+    names: Annotated[list[str], typer.Argument(help="kafka, redis and/or weaviate")],
     data_home: Annotated[Path | None, typer.Option(help="Data home.")] = None,
 ) -> None:
     """Stop services (their data stays in the data home)."""
@@ -598,6 +611,108 @@ def _run_worker(
         f"{stats.dead_letters:,} dead letters in {stats.batches:,} batches",
         highlight=False,
     )
+
+
+def _open_rag(settings: Settings) -> RagService:
+    from lakebed.rag.service import RagService
+    from lakebed.rag.store import StoreError
+
+    try:
+        return RagService.open(settings)
+    except StoreError as error:
+        fail(str(error), code=1)
+
+
+def _index(service: RagService, batch_documents: int = 16) -> None:
+    with index_progress() as progress:
+        report = service.index(
+            batch_documents=batch_documents, on_total=progress.total, on_progress=progress.advance
+        )
+    console.print(index_table(report, service.store.count()))
+    for doc_id, reason in report.failures:
+        errors.print(f"[yellow]skipped[/] {doc_id}: {reason}")
+
+
+@app.command()
+def index(
+    corpus: Annotated[
+        Path | None, typer.Option(help="Folder of documents (default: the shipped corpus).")
+    ] = None,
+    data_home: Annotated[Path | None, typer.Option(help="Data home.")] = None,
+    batch_documents: Annotated[
+        int, typer.Option(help="Documents written per store commit.", min=1)
+    ] = 16,
+) -> None:
+    """Index the documents for the RAG service: only added or changed ones are embedded,
+    deleted ones are removed, and the data catalog is regenerated from dbt."""
+    settings = load_settings(data_home=data_home)
+    if corpus is not None:
+        settings.rag.corpus = corpus
+    service = _open_rag(settings)
+    try:
+        _index(service, batch_documents)
+    finally:
+        service.close()
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in plain words.")],
+    as_user: Annotated[str, typer.Option("--as", help="Who asks (their groups apply).")],
+    mode: Annotated[str, typer.Option(help="Retrieval: hybrid, dense or bm25.")] = "hybrid",
+    passages: Annotated[bool, typer.Option(help="Also print the retrieved passages.")] = False,
+    output: Annotated[str, typer.Option(help="table or json")] = "table",
+    data_home: Annotated[Path | None, typer.Option(help="Data home.")] = None,
+) -> None:
+    """Answer a question from the documents the user may read, with numbered citations."""
+    from lakebed.rag.answer import GenerationError
+    from lakebed.rag.store import SEARCH_MODES
+    from lakebed.rag.users import UnknownUserError
+
+    if mode not in SEARCH_MODES:
+        fail(f"unknown mode {mode!r}; choose from {', '.join(SEARCH_MODES)}")
+    settings = load_settings(data_home=data_home)
+    service = _open_rag(settings)
+    try:
+        if service.store.count() == 0:
+            fail("the index is empty: run `lakebed index` first", code=1)
+        answer = service.ask(question, as_user, mode)  # type: ignore[arg-type]
+    except UnknownUserError as error:
+        fail(str(error).strip('"'))
+    except (ValueError, GenerationError) as error:
+        fail(str(error), code=1)
+    finally:
+        service.close()
+    if output == "json":
+        typer.echo(json.dumps(answer.as_dict(with_passages=passages), indent=2))
+    else:
+        console.print(answer_panel(answer, passages))
+
+
+@rag_app.command("eval")
+def rag_eval(
+    data_home: Annotated[Path | None, typer.Option(help="Data home.")] = None,
+    answers: Annotated[bool, typer.Option(help="Also answer and judge the citations.")] = True,
+) -> None:
+    """Recall@k, MRR and nDCG@10 of BM25, dense and hybrid retrieval on the shipped QA set,
+    and the citation precision of answers."""
+    from lakebed.rag.evaluation import evaluate, load_questions
+
+    settings = load_settings(data_home=data_home)
+    service = _open_rag(settings)
+    try:
+        _index(service)
+        questions = load_questions()
+        with console.status(f"evaluating {len(questions)} questions"):
+            report = evaluate(service.retriever, service.answerer if answers else None, questions)
+    finally:
+        service.close()
+    console.print(rag_eval_table(report))
+    if answers:
+        console.print(
+            f"answers: {report.answered:.0%} found something; "
+            f"citation precision {report.citation_precision:.3f}"
+        )
 
 
 @app.command()

@@ -104,6 +104,50 @@ class StreamSettings(BaseModel):
     replay_rate: float = Field(10_000, gt=0, description="offered load of a replay, events/s")
 
 
+class RagSettings(BaseModel):
+    """The RAG service: corpus, chunking, retrieval, the vector store and generation."""
+
+    model_config = {"extra": "forbid"}
+
+    corpus: Path | None = Field(
+        None, description="folder of documents to index; empty: the corpus shipped with Lakebed"
+    )
+    users_file: Path | None = Field(
+        None, description="TOML of users and their access groups; empty: the shipped one"
+    )
+    chunk_size: int = Field(800, gt=50, description="characters per chunk at most")
+    chunk_overlap: int = Field(120, ge=0, description="characters shared by adjacent chunks")
+    embedding_batch: int = Field(32, gt=0, description="chunks embedded together")
+    embedding_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="auto: bfloat16 where the CPU has bfloat16 units, else float32"
+    )
+    top_k: int = Field(5, gt=0, description="passages an answer draws on")
+    candidates: int = Field(30, gt=0, description="hits per retriever before fusion")
+    min_similarity: float = Field(
+        0.3,
+        ge=-1,
+        le=1,
+        description="cosine similarity below which a passage counts as unrelated",
+    )
+    collection: str = Field("LakebedChunk", description="table (LanceDB) or class (Weaviate)")
+    weaviate_url: str = Field("http://127.0.0.1:18080", description="Weaviate REST address")
+    weaviate_grpc_port: int = Field(18081, gt=0, lt=65536, description="Weaviate gRPC port")
+    llm_base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint for generated answers; empty: extractive"
+    )
+    llm_model: str | None = Field(None, description="model name sent to the endpoint")
+    llm_api_key: SecretStr | None = Field(None, description="bearer token for the endpoint")
+    llm_timeout_seconds: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> RagSettings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap {self.chunk_overlap} must be below chunk_size {self.chunk_size}"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     """Resolved configuration. Secrets are ``SecretStr`` so they print masked."""
 
@@ -121,6 +165,7 @@ class Settings(BaseSettings):
     serve: ServeSettings = Field(ServeSettings(), description="SQL serving and the API")
     fraud: FraudSettings = Field(FraudSettings(), description="fraud model training and scoring")
     stream: StreamSettings = Field(StreamSettings(), description="the real-time fraud engine")
+    rag: RagSettings = Field(RagSettings(), description="the RAG service over internal documents")
 
     @classmethod
     def settings_customise_sources(

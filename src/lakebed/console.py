@@ -8,7 +8,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
+from rich.panel import Panel
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -28,6 +29,9 @@ from lakebed.world.generate import Generated
 if TYPE_CHECKING:
     from lakebed.fraud.registry import ModelVersion
     from lakebed.fraud.train import TrainingReport
+    from lakebed.rag.answer import Answer
+    from lakebed.rag.evaluation import EvalReport
+    from lakebed.rag.index import IndexReport
     from lakebed.stream.replay import ReplayReport
 
 console = Console()
@@ -289,3 +293,95 @@ def stream_progress() -> Iterator[Callable[[int, int], None]]:
             progress.update(task, completed=done, total=total)
 
         yield on_progress
+
+
+@dataclass
+class IndexProgress:
+    total: Callable[[int], None]
+    advance: Callable[[int], None]
+
+
+@contextmanager
+def index_progress() -> Iterator[IndexProgress]:
+    """A bar over the chunks to embed and store (unchanged documents are not counted)."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("chunks"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("indexing", total=None)
+        yield IndexProgress(
+            lambda n: progress.update(task, total=n),
+            lambda n: progress.advance(task, n),
+        )
+
+
+def index_table(report: IndexReport, chunks_in_store: int) -> Table:
+    table = Table(title="RAG index", show_header=False)
+    table.add_column("what", style="cyan")
+    table.add_column("value", justify="right")
+    table.add_row("documents", str(report.documents))
+    table.add_row("added", str(len(report.added)))
+    table.add_row("changed", str(len(report.changed)))
+    table.add_row("repaired (interrupted run)", str(len(report.repaired)))
+    table.add_row("removed", str(len(report.removed)))
+    table.add_row("unchanged (skipped)", str(report.unchanged))
+    table.add_row("unreadable (skipped)", str(len(report.failures)))
+    table.add_row("chunks written", str(report.chunks_written))
+    table.add_row("chunks embedded (not cached)", str(report.chunks_embedded))
+    table.add_row("chunks in the index", str(chunks_in_store))
+    rate = report.chunks_written / report.seconds if report.seconds else 0.0
+    table.add_row("time", f"{report.seconds:.1f} s ({rate:.0f} chunks/s)")
+    return table
+
+
+def answer_panel(answer: Answer, show_passages: bool) -> Group:
+    parts: list[RenderableType] = [
+        Panel(answer.text, title=answer.question, title_align="left", expand=False)
+    ]
+    if answer.citations:
+        cites = Table(show_header=True, header_style="bold", box=None)
+        cites.add_column("#", justify="right")
+        cites.add_column("document")
+        cites.add_column("section")
+        cites.add_column("link", style="dim")
+        for c in answer.citations:
+            cites.add_row(f"[{c.number}]", c.title, c.section, c.link)
+        parts.append(cites)
+    if show_passages:
+        passages = Table(title="retrieved passages", show_lines=True)
+        passages.add_column("rank", justify="right")
+        passages.add_column("section")
+        passages.add_column("text")
+        for rank, hit in enumerate(answer.passages, start=1):
+            passages.add_row(str(rank), f"{hit.chunk.doc_id}\n{hit.chunk.heading}", hit.chunk.text)
+        parts.append(passages)
+    return Group(*parts)
+
+
+def rag_eval_table(report: EvalReport) -> Table:
+    from lakebed.rag.evaluation import RECALL_AT
+
+    table = Table(title=f"Retrieval on {report.questions} questions (sections, top 10)")
+    table.add_column("retrieval", style="cyan")
+    for k in RECALL_AT:
+        table.add_column(f"recall@{k}", justify="right")
+    table.add_column("MRR", justify="right")
+    table.add_column("nDCG@10", justify="right")
+    table.add_column("p50 ms", justify="right")
+    table.add_column("p99 ms", justify="right")
+    best = max(m.ndcg for m in report.modes)
+    for m in report.modes:
+        style = "bold green" if m.ndcg == best else ""
+        table.add_row(
+            m.mode,
+            *(f"{m.recall[k]:.3f}" for k in RECALL_AT),
+            f"{m.mrr:.3f}",
+            f"[{style}]{m.ndcg:.3f}[/]" if style else f"{m.ndcg:.3f}",
+            f"{m.p50_ms:.1f}",
+            f"{m.p99_ms:.1f}",
+        )
+    return table

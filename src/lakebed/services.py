@@ -1,4 +1,4 @@
-"""Kafka and Redis as plain local processes, for tests and the cluster profile on one box.
+"""Kafka, Redis and Weaviate as plain local processes, for tests and the cluster profile on one box.
 
 The work is done by the shell scripts in the repository's ``deploy/`` folder, so that a
 developer, CI and Python all start the same services the same way; this module only
@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 # The first `up` on a machine may fetch Kafka's jars from Maven Central (minutes on
 # a slow link); anything longer than this is a hang, not a download.
 _SCRIPT_TIMEOUT_S = 900.0
+# The first Weaviate `up` compiles the server from source: about 5 minutes on two
+# cores with the module downloads, more on a slower machine or link.
+_BUILD_TIMEOUT_S = 2700.0
+_SCRIPTS = ("kafka/kafka.sh", "redis/redis.sh", "weaviate/weaviate.sh")
 
 
 class ServiceError(RuntimeError):
@@ -34,17 +38,17 @@ def deploy_dir() -> Path:
     here = Path(__file__).resolve()
     for parent in here.parents:
         candidate = parent / "deploy"
-        if (candidate / "kafka" / "kafka.sh").is_file() and (
-            candidate / "redis" / "redis.sh"
-        ).is_file():
+        if all((candidate / script).is_file() for script in _SCRIPTS):
             return candidate
     raise ServiceError(
-        f"no deploy/ folder with kafka/kafka.sh and redis/redis.sh above {here}; "
+        f"no deploy/ folder with {', '.join(_SCRIPTS)} above {here}; "
         "the service scripts live in the lakebed repository, run from a checkout"
     )
 
 
-def _run(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _run(
+    script: Path, *args: str, timeout: float = _SCRIPT_TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
     # Through bash, so a checkout that lost its executable bits still works.
     try:
         return subprocess.run(
@@ -52,16 +56,16 @@ def _run(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
             capture_output=True,
             text=True,
             check=False,
-            timeout=_SCRIPT_TIMEOUT_S,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired as exc:
         raise ServiceError(
-            f"{script.name} {' '.join(args)} still running after {_SCRIPT_TIMEOUT_S:.0f} s"
+            f"{script.name} {' '.join(args)} still running after {timeout:.0f} s"
         ) from exc
 
 
-def _check(script: Path, *args: str) -> None:
-    result = _run(script, *args)
+def _check(script: Path, *args: str, timeout: float = _SCRIPT_TIMEOUT_S) -> None:
+    result = _run(script, *args, timeout=timeout)
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip()
         raise ServiceError(
@@ -140,6 +144,49 @@ class RedisServer:
 
     def healthy(self) -> bool:
         return _run(self._script, "health", str(self.home), str(self.port)).returncode == 0
+
+
+@dataclass(frozen=True)
+class WeaviateServer:
+    """One single-node Weaviate, its data kept under ``home`` across restarts.
+
+    Besides REST and gRPC it opens four cluster ports (``http_port + 2`` to ``+ 5``:
+    gossip, data, raft, raft RPC), so two servers need http ports at least 6 apart.
+    """
+
+    home: Path
+    http_port: int = 18080
+    grpc_port: int = 18081
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def _script(self) -> Path:
+        return deploy_dir() / "weaviate" / "weaviate.sh"
+
+    def build(self) -> None:
+        """Compile the server into the shared cache if it is not there (minutes, once)."""
+        _check(self._script, "build", timeout=_BUILD_TIMEOUT_S)
+
+    def up(self) -> None:
+        """Idempotent, and returns only once the server answers ready (its schema
+        store has a raft leader), so a client may create a collection straight away."""
+        _check(
+            self._script,
+            "up",
+            str(self.home),
+            str(self.http_port),
+            str(self.grpc_port),
+            timeout=_BUILD_TIMEOUT_S,
+        )
+
+    def down(self) -> None:
+        _check(self._script, "down", str(self.home))
+
+    def healthy(self) -> bool:
+        return _run(self._script, "health", str(self.home)).returncode == 0
 
 
 def service_home(settings: Settings, name: str) -> Path:

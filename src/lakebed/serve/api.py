@@ -1,5 +1,6 @@
 """The HTTP API: read-only SQL over silver and gold (``POST /sql``), the table list, fraud
-scoring with the champion model (``POST /score``), health.
+scoring with the champion model (``POST /score``), cited answers over the internal
+documents (``POST /ask``), health.
 
 Every error is JSON ``{"error": <kind>, "message": <text>}`` and never a stack trace:
 
@@ -17,6 +18,10 @@ kind                    status  when
 ``engine_unavailable``  503     the engine could not be opened (catalog unreachable...)
 ``no_model``            503     no champion model to score with, or it no longer fits the
                                 declared features: train and promote one
+``unknown_user``        403     ``POST /ask`` for a user the users file does not list
+``no_index``            503     ``POST /ask`` before ``lakebed index`` has run
+``store_unavailable``   503     the vector store could not be reached (Weaviate down...)
+``generation_failed``   502     the configured LLM endpoint failed
 ``internal``            500     a bug; the details go to the server log, not the client
 ======================  ======  ==========================================================
 
@@ -31,7 +36,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import uvicorn
 from fastapi import Depends, FastAPI, Request
@@ -51,7 +56,13 @@ from lakebed.serve.engine import (
     TableInfo,
     open_engine,
 )
+from lakebed.rag.answer import GenerationError
+from lakebed.rag.store import StoreError
+from lakebed.rag.users import UnknownUserError
 from lakebed.serve.guard import MAX_SQL_CHARS, QueryRefused
+
+if TYPE_CHECKING:
+    from lakebed.rag.service import RagService
 
 log = logging.getLogger(__name__)
 NOTHING_PUBLISHED = "no silver or gold table is published yet; run the pipeline first"
@@ -119,6 +130,72 @@ class ScoreResponse(BaseModel):
     elapsed_ms: float
 
 
+class AskRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    question: str = Field(min_length=1, max_length=2000, description="the question, in words")
+    user: str = Field(min_length=1, description="who asks; their access groups apply")
+    mode: Literal["hybrid", "dense", "bm25"] = Field("hybrid", description="retrieval")
+    passages: bool = Field(False, description="also return the retrieved passages")
+
+
+class CitationOut(BaseModel):
+    number: int
+    document: str
+    title: str
+    section: str
+    link: str
+
+
+class PassageOut(BaseModel):
+    rank: int
+    document: str
+    section: str
+    link: str
+    score: float
+    text: str
+
+
+class AskResponse(BaseModel):
+    question: str
+    answer: str
+    found: bool = Field(description="false: nothing relevant the user may read was found")
+    method: str = Field(description="extractive, generated, or none")
+    citations: list[CitationOut]
+    passages: list[PassageOut] | None = None
+    elapsed_ms: float
+
+
+class NoIndexError(RuntimeError):
+    """Nothing is indexed yet."""
+
+
+class _RagSlot:
+    """The RAG service, opened on the first question (loading the model takes seconds)."""
+
+    def __init__(self, settings: Settings, service: RagService | None) -> None:
+        self.settings = settings
+        self.service = service
+        self.owned = service is None
+        self._lock = threading.Lock()
+
+    def get(self) -> RagService:
+        with self._lock:
+            if self.service is None:
+                from lakebed.rag.service import RagService
+
+                self.service = RagService.open(self.settings)
+            if self.service.store.count() == 0:
+                raise NoIndexError("no document is indexed yet; run `lakebed index` first")
+            return self.service
+
+    def close(self) -> None:
+        with self._lock:
+            if self.owned and self.service is not None:
+                self.service.close()
+                self.service = None
+
+
 class EngineUnavailable(QueryFailed):
     """The SQL engine could not be opened; the message says why."""
 
@@ -168,10 +245,13 @@ Engine = Annotated[SqlEngine, Depends(_engine)]
 Scorers = Annotated[ScorerSlot, Depends(_scorer_slot)]
 
 
-def create_app(settings: Settings, engine: SqlEngine | None = None) -> FastAPI:
-    """The API over ``engine``, or over the profile's engine opened from ``settings``."""
+def create_app(
+    settings: Settings, engine: SqlEngine | None = None, rag: RagService | None = None
+) -> FastAPI:
+    """The API over ``engine`` and ``rag``, or over the profile's, opened from ``settings``."""
     slot = _EngineSlot(settings, engine)
     scorers = ScorerSlot(settings)
+    rag_slot = _RagSlot(settings, rag)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -185,11 +265,13 @@ def create_app(settings: Settings, engine: SqlEngine | None = None) -> FastAPI:
             log.warning("scoring is not ready: %s", error)
         yield
         slot.close()
+        rag_slot.close()
 
     app = FastAPI(
         title="Lakebed API",
         description="Read-only SQL over the silver and gold tables of the lakehouse, and "
-        "fraud scoring of raw transactions with the champion model.",
+        "fraud scoring of raw transactions with the champion model, and answers with "
+        "citations from the internal documents the asker may read.",
         lifespan=lifespan,
         responses={400: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
     )
@@ -235,6 +317,27 @@ def create_app(settings: Settings, engine: SqlEngine | None = None) -> FastAPI:
             elapsed_ms=(time.perf_counter() - started) * 1000,
         )
 
+    @app.post(
+        "/ask",
+        response_model=AskResponse,
+        response_model_exclude_none=True,
+        responses={403: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    )
+    def ask(body: AskRequest) -> AskResponse:
+        started = time.perf_counter()
+        service = rag_slot.get()
+        answer = service.ask(body.question, body.user, body.mode)
+        result = answer.as_dict(with_passages=body.passages)
+        return AskResponse(
+            question=answer.question,
+            answer=answer.text,
+            found=answer.found,
+            method=answer.method,
+            citations=[CitationOut(**c) for c in result["citations"]],
+            passages=[PassageOut(**p) for p in result["passages"]] if body.passages else None,
+            elapsed_ms=(time.perf_counter() - started) * 1000,
+        )
+
     return app
 
 
@@ -264,6 +367,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NoChampionError, _handler(503, "no_model"))
     app.add_exception_handler(FeatureSetChangedError, _handler(503, "no_model"))
     app.add_exception_handler(NoTrainingDataError, _handler(503, "no_model"))
+    app.add_exception_handler(UnknownUserError, _handler(403, "unknown_user"))
+    app.add_exception_handler(NoIndexError, _handler(503, "no_index"))
+    app.add_exception_handler(StoreError, _handler(503, "store_unavailable"))
+    app.add_exception_handler(GenerationError, _handler(502, "generation_failed"))
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _internal)
 

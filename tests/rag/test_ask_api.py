@@ -1,0 +1,123 @@
+"""``POST /ask`` over the shipped corpus on LanceDB: access shapes the answer, bad requests
+get a 4xx that says why."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from lakebed.config import Settings
+from lakebed.rag.service import RagService
+from lakebed.serve.api import create_app
+
+HIGH_VALUE = "Above what amount is a large card payment held for manual review?"
+
+
+@pytest.fixture(scope="module")
+def rag(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RagService]:
+    settings = Settings(data_home=tmp_path_factory.mktemp("ask-home"))
+    service = RagService.open(settings)
+    service.index(with_catalog=False)
+    yield service
+    service.close()
+
+
+@pytest.fixture(scope="module")
+def client(rag: RagService) -> TestClient:
+    # Without the lifespan: these tests need no SQL engine or scorer.
+    return TestClient(create_app(rag.settings, rag=rag))
+
+
+def ask(client: TestClient, **body: object) -> tuple[int, dict[str, object]]:
+    response = client.post("/ask", json=body)
+    return response.status_code, response.json()
+
+
+def cited(body: dict[str, object]) -> set[str]:
+    citations = body["citations"]
+    assert isinstance(citations, list)
+    return {c["document"] for c in citations}
+
+
+def test_two_users_get_different_citations_where_access_differs(client: TestClient) -> None:
+    status, analyst = ask(client, question=HIGH_VALUE, user="alice", passages=True)
+    assert status == 200, analyst
+    assert analyst["found"] is True
+    assert "investigations/fraud-investigation-guide.pdf" in cited(analyst)
+    assert "2,500" in str(analyst["answer"])
+    status, newcomer = ask(client, question=HIGH_VALUE, user="dave", passages=True)
+    assert status == 200
+    assert newcomer["found"] is True
+    assert "investigations/fraud-investigation-guide.pdf" not in cited(newcomer)
+    assert cited(newcomer) <= {
+        "policies/fraud-prevention-policy.md",
+        "policies/customer-disputes-faq.txt",
+        "handbook/glossary.md",
+        "handbook/new-joiner-guide.docx",
+        "handbook/access-request-procedure.html",
+        "handbook/company-update-2025-q4.md",
+        "policies/data-retention-and-privacy.html",
+    }
+    passages = newcomer["passages"]
+    assert isinstance(passages, list)
+    # nothing the newcomer may not read is retrieved, quoted or hinted at
+    assert all(not p["document"].startswith(("investigations/", "executive/")) for p in passages)
+    assert "2,500" not in str(newcomer)
+
+
+def test_executive_numbers_stay_with_executives(client: TestClient) -> None:
+    question = "How much money did we lose to fraud in the fourth quarter of 2025?"
+    _, executive = ask(client, question=question, user="carol")
+    _, engineer = ask(client, question=question, user="bob")
+    assert "executive/quarterly-fraud-report-2025-q4.pdf" in cited(executive)
+    assert not any(doc.startswith("executive/") for doc in cited(engineer))
+    assert "7.8" not in str(engineer)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "kind", "says"),
+    [
+        (
+            {"question": "What is the fraud policy?", "user": "mallory"},
+            403,
+            "unknown_user",
+            "alice",
+        ),
+        ({"question": "", "user": "alice"}, 422, "invalid_request", "question"),
+        ({"user": "alice"}, 422, "invalid_request", "question: Field required"),
+        ({"question": "x", "user": "alice", "mode": "psychic"}, 422, "invalid_request", "mode"),
+        (
+            {"question": "x", "user": "alice", "groups": ["executives"]},
+            422,
+            "invalid_request",
+            "groups",
+        ),
+        ({"question": "x" * 2001, "user": "alice"}, 422, "invalid_request", "question"),
+    ],
+)
+def test_bad_requests_get_a_clear_4xx(
+    client: TestClient, body: dict[str, object], status: int, kind: str, says: str
+) -> None:
+    got, answer = ask(client, **body)
+    assert got == status
+    assert answer["error"] == kind
+    assert says in str(answer["message"])
+
+
+def test_off_topic_question_says_so(client: TestClient) -> None:
+    status, body = ask(client, question="What is a good sourdough starter?", user="erin")
+    assert status == 200
+    assert body["found"] is False
+    assert body["citations"] == []
+
+
+def test_asking_before_indexing_is_a_503(tmp_path: Path) -> None:
+    settings = Settings(data_home=tmp_path)
+    client = TestClient(create_app(settings))
+    status, body = ask(client, question="What is the fraud policy?", user="alice")
+    assert status == 503
+    assert body["error"] == "no_index"
+    assert "lakebed index" in str(body["message"])
