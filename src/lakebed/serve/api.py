@@ -48,6 +48,9 @@ from lakebed.config import Settings
 from lakebed.fraud.dataset import NoTrainingDataError
 from lakebed.fraud.registry import NoChampionError
 from lakebed.fraud.scoring import Decision, FeatureSetChangedError, RawTransaction, ScorerSlot
+from lakebed.rag.answer import GenerationError
+from lakebed.rag.store import StoreError
+from lakebed.rag.users import UnknownUserError
 from lakebed.serve.engine import (
     NothingPublished,
     QueryFailed,
@@ -56,9 +59,6 @@ from lakebed.serve.engine import (
     TableInfo,
     open_engine,
 )
-from lakebed.rag.answer import GenerationError
-from lakebed.rag.store import StoreError
-from lakebed.rag.users import UnknownUserError
 from lakebed.serve.guard import MAX_SQL_CHARS, QueryRefused
 
 if TYPE_CHECKING:
