@@ -624,10 +624,17 @@ def _open_rag(settings: Settings) -> RagService:
 
 
 def _index(service: RagService, batch_documents: int = 16) -> None:
-    with index_progress() as progress:
-        report = service.index(
-            batch_documents=batch_documents, on_total=progress.total, on_progress=progress.advance
-        )
+    from lakebed.rag.loaders import LoadError
+
+    try:
+        with index_progress() as progress:
+            report = service.index(
+                batch_documents=batch_documents,
+                on_total=progress.total,
+                on_progress=progress.advance,
+            )
+    except LoadError as error:
+        fail(str(error), code=1)
     console.print(index_table(report, service.store.count()))
     for doc_id, reason in report.failures:
         errors.print(f"[yellow]skipped[/] {doc_id}: {reason}")
@@ -642,6 +649,9 @@ def index(
     batch_documents: Annotated[
         int, typer.Option(help="Documents written per store commit.", min=1)
     ] = 16,
+    rebuild: Annotated[
+        bool, typer.Option(help="Drop the index and write it again (vectors come from the cache).")
+    ] = False,
 ) -> None:
     """Index the documents for the RAG service: only added or changed ones are embedded,
     deleted ones are removed, and the data catalog is regenerated from dbt."""
@@ -650,6 +660,8 @@ def index(
         settings.rag.corpus = corpus
     service = _open_rag(settings)
     try:
+        if rebuild:
+            service.store.drop()
         _index(service, batch_documents)
     finally:
         service.close()
@@ -661,12 +673,16 @@ def ask(
     as_user: Annotated[str, typer.Option("--as", help="Who asks (their groups apply).")],
     mode: Annotated[str, typer.Option(help="Retrieval: hybrid, dense or bm25.")] = "hybrid",
     passages: Annotated[bool, typer.Option(help="Also print the retrieved passages.")] = False,
+    under: Annotated[
+        str | None, typer.Option(help="Only documents whose path starts with this.")
+    ] = None,
     output: Annotated[str, typer.Option(help="table or json")] = "table",
     data_home: Annotated[Path | None, typer.Option(help="Data home.")] = None,
 ) -> None:
     """Answer a question from the documents the user may read, with numbered citations."""
     from lakebed.rag.answer import GenerationError
-    from lakebed.rag.store import SEARCH_MODES
+    from lakebed.rag.embeddings import ModelError
+    from lakebed.rag.store import SEARCH_MODES, Filters, StoreError
     from lakebed.rag.users import UnknownUserError
 
     if mode not in SEARCH_MODES:
@@ -674,12 +690,14 @@ def ask(
     settings = load_settings(data_home=data_home)
     service = _open_rag(settings)
     try:
+        service.user(as_user)
         if service.store.count() == 0:
             fail("the index is empty: run `lakebed index` first", code=1)
-        answer = service.ask(question, as_user, mode)  # type: ignore[arg-type]
+        filters = Filters(path_prefix=under) if under else None
+        answer = service.ask(question, as_user, mode, filters)  # type: ignore[arg-type]
     except UnknownUserError as error:
-        fail(str(error).strip('"'))
-    except (ValueError, GenerationError) as error:
+        fail(str(error))
+    except (ValueError, GenerationError, StoreError, ModelError) as error:
         fail(str(error), code=1)
     finally:
         service.close()
@@ -720,7 +738,8 @@ def demo(
     data_home: Annotated[Path | None, typer.Option(help="Where to write.")] = None,
 ) -> None:
     """The main job: generate the world, build the lakehouse, query gold, train the fraud
-    models and promote the best."""
+    models and promote the best, replay the last week through the stream engine, index the
+    documents and answer questions as users with different access."""
     from lakebed.fraud.models import MODEL_NAMES
     from lakebed.serve.demo import EXAMPLE_QUERIES
 
@@ -753,10 +772,44 @@ def demo(
         _promote(settings, training.best.version)
     console.rule("[bold]Real-time fraud engine")
     _replay(settings, rate=settings.stream.replay_rate)
+    console.rule("[bold]Ask the documents (RAG)")
+    _demo_rag(settings)
     console.print(
         '\nNext: [bold]lakebed sql "SELECT ..."[/] to query silver and gold, '
         "[bold]lakebed models[/] for the registry, "
-        "[bold]lakebed serve[/] for the API (POST /sql, POST /score)."
+        '[bold]lakebed ask "..." --as bob[/] for the documents, '
+        "[bold]lakebed serve[/] for the API (POST /sql, POST /score, POST /ask)."
+    )
+
+
+DEMO_QUESTIONS = (
+    ("Above what amount is a large card payment held for manual review?", ("dave", "alice")),
+    ("How do I replay a Kafka topic from an earlier offset?", ("bob",)),
+    ("What is the capital of Australia?", ("erin",)),
+)
+
+
+def _demo_rag(settings: Settings) -> None:
+    """Index the shipped documents, ask as users whose access differs, evaluate retrieval."""
+    from lakebed.rag.evaluation import evaluate, load_questions
+
+    service = _open_rag(settings)
+    try:
+        _index(service)
+        for question, users in DEMO_QUESTIONS:
+            for user in users:
+                groups = ", ".join(service.user(user).groups)
+                console.print(f"\n[bold]{user}[/] [dim]({groups})[/] asks:")
+                console.print(answer_panel(service.ask(question, user), show_passages=False))
+        questions = load_questions()
+        with console.status(f"evaluating retrieval on {len(questions)} questions"):
+            report = evaluate(service.retriever, service.answerer, questions)
+    finally:
+        service.close()
+    console.print(rag_eval_table(report))
+    console.print(
+        f"citation precision of the answers: {report.citation_precision:.3f} "
+        f"({report.answered:.0%} of the questions answered)"
     )
 
 

@@ -8,7 +8,6 @@ import threading
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -87,6 +86,7 @@ def test_the_user_by_document_access_matrix(service: RagService) -> None:
 
 
 def test_answers_cite_only_retrieved_permitted_passages(service: RagService) -> None:
+    answered = 0
     for user in service.users.values():
         for question in [
             "How do I replay a Kafka topic?",
@@ -104,8 +104,11 @@ def test_answers_cite_only_retrieved_permitted_passages(service: RagService) -> 
             for number in numbers:
                 assert f"[{number}]" in answer.text
             if answer.found:
+                answered += 1
                 assert answer.citations
                 assert answer.method == "extractive"
+    # everyone reads something on these topics (the public policy, the company update)
+    assert answered >= len(service.users) * 2
 
 
 @pytest.mark.parametrize("question", OFF_TOPIC)
@@ -126,7 +129,7 @@ def test_unknown_users_and_empty_questions_are_refused(service: RagService) -> N
 
 def test_langchain_components(service: RagService) -> None:
     user = next(u for u in service.users.values() if "engineering" in u.groups)
-    retriever = LakebedRetriever(retriever=service.retriever, groups=list(user.groups), k=4)
+    retriever = LakebedRetriever(retriever=service.retriever, groups=user.groups, k=4)
     assert isinstance(retriever, BaseRetriever)
     documents = retriever.invoke("replay a Kafka topic from an earlier offset")
     assert len(documents) == 4
@@ -193,9 +196,3 @@ def test_generated_answers_go_to_the_configured_endpoint(service: RagService, ll
     assert "[9]" not in answer.text
     _FakeLLM.reply = NOT_FOUND
     assert not answerer.ask("How do I replay a Kafka topic?", user.groups).found
-
-
-def test_the_index_is_on_disk_where_the_profile_says(service: RagService, tmp_path: Path) -> None:
-    if isinstance(service.store, LanceStore):
-        size = service.store.size_bytes()
-        assert size > 100_000

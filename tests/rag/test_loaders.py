@@ -176,9 +176,21 @@ def test_access_rules_first_match_wins_else_default(corpus: Path) -> None:
     assert AccessRules.load(corpus / "ops").default == ("all",)  # no file: everyone
 
 
-def test_invalid_access_rules_refuse_to_load(corpus: Path) -> None:
-    (corpus / "access.toml").write_text('default = "all"\n')
-    with pytest.raises(LoadError, match="non-empty list"):
+@pytest.mark.parametrize(
+    ("rules", "says"),
+    [
+        ('default = "all"\n', "non-empty list"),
+        ("default = []\n", "non-empty list"),
+        ('defualt = ["all"]\n', "needs `default`"),
+        ('default = ["all"]\n[[rules]]\npattern = "exec/*"\ngroups = ["executives"]\n', "rules"),
+        ('default = ["all"]\n[[rule]]\npatern = "exec/*"\ngroups = ["executives"]\n', "exactly"),
+        ("default = [", "not valid access rules"),
+    ],
+)
+def test_invalid_access_rules_refuse_to_load(corpus: Path, rules: str, says: str) -> None:
+    """A misspelt rule must not silently leave a document readable by everyone."""
+    (corpus / "access.toml").write_text(rules)
+    with pytest.raises(LoadError, match=says):
         load_corpus(corpus)
 
 

@@ -118,7 +118,7 @@ def test_hostile_group_and_filter_values_are_data_not_syntax(
     filled: tuple[VectorStore, dict[str, Floats]],
 ) -> None:
     store, vectors = filled
-    for evil in ["x') OR true --", "all' OR '1'='1", '"all"]) OR 1=1 --']:
+    for evil in ["x') OR true --", "all' OR '1'='1", '"all"]) OR 1=1 --', "x\\' OR true --"]:
         assert store.search("dense", "fraud", vectors["exec/q3.md"][0], (evil,), k=5) == []
         hits = store.search(
             "dense", "q", vectors["exec/q3.md"][0], ("executives",), 5, Filters(doc_ids=(evil,))

@@ -87,11 +87,12 @@ class Answer:
         if with_passages:
             result["passages"] = [
                 {
+                    # No score: BM25 weights come from the whole collection, so a raw
+                    # score would tell whether forbidden documents contain a word.
                     "rank": rank,
                     "document": h.chunk.doc_id,
                     "section": h.chunk.heading,
                     "link": h.chunk.path + h.chunk.anchor,
-                    "score": h.score,
                     "text": h.chunk.text,
                 }
                 for rank, h in enumerate(self.passages, start=1)
@@ -130,6 +131,7 @@ class Answerer:
         mode: SearchMode = "hybrid",
         filters: Filters | None = None,
     ) -> Answer:
+        """The answer from the passages ``groups`` may read, narrowed by ``filters``."""
         question = question.strip()
         if not question:
             raise ValueError("the question is empty")
@@ -192,6 +194,9 @@ class Answerer:
             return Answer(question, NOT_FOUND, False, "generated", [], hits)
         cited = sorted({int(n) for n in re.findall(r"\[(\d+)\]", text)})
         valid = [n for n in cited if 1 <= n <= len(hits)]
+        if not valid:
+            # An answer that cites none of the passages is not grounded in them.
+            return Answer(question, NOT_FOUND, False, "generated", [], hits)
         # A number with no passage behind it is removed from the text, not just the list.
         text = re.sub(
             r"\[(\d+)\]", lambda m: m.group(0) if int(m.group(1)) in valid else "", text

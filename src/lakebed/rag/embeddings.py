@@ -128,14 +128,17 @@ class MiniLMEmbeddings(Embeddings):
     def encode(self, texts: Sequence[str]) -> Floats:
         if not texts:
             return np.zeros((0, DIMENSION), dtype=np.float32)
+        import torch
+
         model = _load_model(self.folder, self.precision)
-        vectors = model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        with torch.inference_mode():
+            vectors = model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return np.asarray(vectors, dtype=np.float32)
 
     def warm_up(self) -> None:
@@ -195,7 +198,8 @@ def embed_cached(
     hashes = [sha256_text(f"{model.cache_key}\x1f{t}") for t in texts]
     known = cache.get(hashes) if cache is not None else {}
     missing = sorted({h: i for i, h in enumerate(hashes) if h not in known}.items())
-    step = model.batch_size * 4
+    # Large calls: the model sorts each call's texts by length, so padding stays small.
+    step = 1024
     for start in range(0, len(missing), step):
         part = missing[start : start + step]
         vectors = model.encode([texts[i] for _, i in part])

@@ -70,10 +70,6 @@ def load_questions(path: Path = SHIPPED_QA) -> list[Question]:
     return questions
 
 
-def matches(chunk: Chunk, relevant: Relevant) -> bool:
-    return chunk.doc_id == relevant.doc and relevant.section in chunk.heading_path
-
-
 def section_ranking(chunks: Sequence[Chunk]) -> list[tuple[str, tuple[str, ...]]]:
     """Distinct (document, heading path) in order of first appearance."""
     seen: dict[tuple[str, tuple[str, ...]], None] = {}

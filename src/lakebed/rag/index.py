@@ -6,8 +6,9 @@ it is new, changed, unchanged, half-written by an interrupted run, or deleted. C
 documents are written in batches, each batch one ``write``; a run that dies between
 batches leaves every finished batch in place and the next run picks up the rest.
 
-A file that fails to load is reported and left as it was in the index: a corrupt upload
-should not silently take the last good version out of everyone's answers.
+A file that fails to load is reported and its chunks are removed from the index: its
+last good version may carry access groups that the rules no longer give it, and an
+index must never be wider than the rules. It comes back with the next readable version.
 """
 
 from __future__ import annotations
@@ -82,7 +83,6 @@ class Plan:
 
 def plan(store: VectorStore, loaded: LoadReport) -> Plan:
     state = store.indexed()
-    failed = {doc_id for doc_id, _ in loaded.failures}
     write, added, changed, repaired = [], [], [], []
     unchanged = 0
     for document in loaded.documents:
@@ -98,7 +98,7 @@ def plan(store: VectorStore, loaded: LoadReport) -> Plan:
             changed.append(document.doc_id)
         write.append(document)
     present = {d.doc_id for d in loaded.documents}
-    remove = sorted(set(state) - present - failed)
+    remove = sorted(set(state) - present)
     return Plan(write, remove, added, changed, repaired, unchanged)
 
 

@@ -13,6 +13,7 @@ deletes the replaced ones together, so a reader or a crash never sees half a doc
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,7 @@ def schema(dimension: int = DIMENSION) -> pa.Schema:
 
 
 def _quote(value: str) -> str:
+    """A SQL string literal (DataFusion: quotes doubled, backslashes are plain characters)."""
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -93,14 +95,22 @@ class LanceStore(VectorStore):
         self.candidates = candidates
         self._db = db
         self._table: Any = None
-        if name in self._db.list_tables().tables:
-            self._table = self._db.open_table(name)
+        self._open_existing()
+
+    def _open_existing(self) -> Any:
+        """The table, if it exists by now: another process (``lakebed index``) may have
+        created it after this store was opened, e.g. while the API runs."""
+        if self._table is None and self.name in self._db.list_tables().tables:
+            self._table = self._db.open_table(self.name)
+        return self._table
 
     @classmethod
     def open(cls, folder: Path, name: str, candidates: int = 30) -> LanceStore:
         folder.mkdir(parents=True, exist_ok=True)
         try:
-            db = lancedb.connect(str(folder))
+            # Interval 0: every read sees the latest version, so a running API serves a
+            # re-index (a removed document, narrowed groups) at once, not after a restart.
+            db = lancedb.connect(str(folder), read_consistency_interval=timedelta(0))
         except Exception as exc:
             raise StoreError(f"LanceDB at {folder} cannot be opened: {exc}") from exc
         return cls(folder, db, name, candidates)
@@ -134,7 +144,7 @@ class LanceStore(VectorStore):
         if not replace:
             return
         rows = self._rows(chunks, vectors)
-        if self._table is None:
+        if self._open_existing() is None:
             if not chunks:
                 return
             self._table = self._db.create_table(self.name, schema=rows.schema)
@@ -153,9 +163,10 @@ class LanceStore(VectorStore):
         self._table.create_index("body", config=FTS(), replace=True)
 
     def indexed(self) -> dict[str, DocumentState]:
-        if self._table is None:
+        if self._open_existing() is None:
             return {}
-        table = self._table.to_arrow().select(["doc_id", "doc_hash", "n_chunks"]).to_pylist()
+        columns = ["doc_id", "doc_hash", "n_chunks"]
+        table = self._table.search().select(columns).limit(None).to_arrow().to_pylist()
         hashes: dict[str, set[str]] = {}
         counts: dict[str, int] = {}
         expected: dict[str, int] = {}
@@ -167,7 +178,7 @@ class LanceStore(VectorStore):
         return {d: DocumentState(frozenset(hashes[d]), counts[d], expected[d]) for d in hashes}
 
     def count(self) -> int:
-        return 0 if self._table is None else int(self._table.count_rows())
+        return 0 if self._open_existing() is None else int(self._table.count_rows())
 
     def _hits(self, result: pa.Table, score: str, transform: float = 1.0) -> list[Hit]:
         hits = []
@@ -182,7 +193,7 @@ class LanceStore(VectorStore):
         return hits
 
     def _dense(self, vector: Floats, groups: Sequence[str], k: int, filters: Filters) -> list[Hit]:
-        if self._table is None:
+        if self._open_existing() is None:
             return []
         result = (
             self._table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
@@ -194,7 +205,7 @@ class LanceStore(VectorStore):
         return self._hits(result, "_distance", transform=-1.0)
 
     def _keyword(self, query: str, groups: Sequence[str], k: int, filters: Filters) -> list[Hit]:
-        if self._table is None or not query.strip():
+        if self._open_existing() is None or not query.strip():
             return []
         # A match query, not the query-string syntax: user text is words, not operators.
         result = (

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import io
 import re
 import tomllib
 from collections.abc import Callable, Iterator
@@ -50,17 +51,25 @@ class AccessRules:
         path = root / ACCESS_FILE
         if not path.is_file():
             return cls(default=(EVERYONE,))
+        # Strict: a misspelt key ("rules", "defualt") must not silently open everything.
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
-            default = _groups(raw.get("default", [EVERYONE]), f"{path}: default")
-            rules = tuple(
-                (str(rule["pattern"]), _groups(rule["groups"], f"{path}: rule {rule!r}"))
-                for rule in raw.get("rule", [])
-            )
-        except (tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
+            unknown = set(raw) - {"default", "rule"}
+            if unknown or "default" not in raw:
+                raise LoadError(
+                    f"{path}: needs `default` and optional [[rule]] tables only"
+                    + (f", found {sorted(unknown)}" if unknown else "")
+                )
+            default = _groups(raw["default"], f"{path}: default")
+            rules = []
+            for rule in raw.get("rule", []):
+                if not isinstance(rule, dict) or set(rule) != {"pattern", "groups"}:
+                    raise LoadError(f"{path}: a rule needs exactly `pattern` and `groups`: {rule}")
+                rules.append((str(rule["pattern"]), _groups(rule["groups"], f"{path}: {rule}")))
+        except (tomllib.TOMLDecodeError, TypeError) as exc:
             # Guessing at access rules would be worse than indexing nothing.
             raise LoadError(f"{path}: not valid access rules: {exc}") from exc
-        return cls(default=default, rules=rules)
+        return cls(default=default, rules=tuple(rules))
 
 
 def _groups(value: Any, where: str) -> tuple[str, ...]:
@@ -258,7 +267,7 @@ def load_html(path: Path, data: bytes) -> tuple[str, list[Section]]:
 def load_docx(path: Path, data: bytes) -> tuple[str, list[Section]]:
     import docx  # python-docx; imported here so the rest of Lakebed does not pay for it
 
-    document = docx.Document(str(path))
+    document = docx.Document(io.BytesIO(data))  # the bytes that were hashed, not a re-read
     outline = _Outline(document.core_properties.title or path.stem)
     for block in _docx_blocks(document):
         if isinstance(block, str):
@@ -304,7 +313,7 @@ def load_pdf(path: Path, data: bytes) -> tuple[str, list[Section]]:
     """
     from pypdf import PdfReader
 
-    reader = PdfReader(str(path))
+    reader = PdfReader(io.BytesIO(data))
     pages = _without_running_lines([_tidy(page.extract_text() or "") for page in reader.pages])
     meta_title = (reader.metadata.title if reader.metadata else None) or path.stem
     headings = list(_pdf_outline(reader, reader.outline, 1))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document as LCDocument
@@ -31,13 +30,10 @@ class Retrieval:
 
 
 class Retriever:
-    def __init__(
-        self, store: VectorStore, model: MiniLMEmbeddings, k: int = 5, candidates: int = 30
-    ) -> None:
+    def __init__(self, store: VectorStore, model: MiniLMEmbeddings, k: int = 5) -> None:
         self.store = store
         self.model = model
         self.k = k
-        self.candidates = candidates
 
     def search(
         self,
@@ -72,7 +68,6 @@ def to_langchain(hit: Hit, rank: int) -> LCDocument:
             "section": chunk.heading,
             "source": chunk.path + chunk.anchor,
             "groups": list(chunk.groups),
-            "score": hit.score,
             "rank": rank,
         },
     )
@@ -81,15 +76,16 @@ def to_langchain(hit: Hit, rank: int) -> LCDocument:
 class LakebedRetriever(BaseRetriever):
     """Access-controlled hybrid retrieval as a LangChain ``BaseRetriever``."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
 
-    retriever: Any
-    groups: list[str]
+    retriever: Retriever
+    groups: tuple[str, ...]
     mode: SearchMode = "hybrid"
     k: int = 5
+    filters: Filters | None = None
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
     ) -> list[LCDocument]:
-        found = self.retriever.search(query, self.groups, self.mode, self.k)
+        found = self.retriever.search(query, self.groups, self.mode, self.k, self.filters)
         return [to_langchain(hit, rank) for rank, hit in enumerate(found.hits, start=1)]

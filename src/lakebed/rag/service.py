@@ -14,7 +14,7 @@ from lakebed.rag.answer import Answer, Answerer
 from lakebed.rag.embeddings import EmbeddingCache, MiniLMEmbeddings
 from lakebed.rag.index import IndexReport, index_corpus, rag_home
 from lakebed.rag.retrieval import Retriever
-from lakebed.rag.store import SearchMode, VectorStore, open_vector_store
+from lakebed.rag.store import Filters, SearchMode, VectorStore, open_vector_store
 from lakebed.rag.users import User, find_user, load_users
 
 if TYPE_CHECKING:
@@ -43,9 +43,7 @@ class RagService:
 
     @property
     def retriever(self) -> Retriever:
-        return Retriever(
-            self.store, self.model, self.settings.rag.top_k, self.settings.rag.candidates
-        )
+        return Retriever(self.store, self.model, self.settings.rag.top_k)
 
     @property
     def answerer(self) -> Answerer:
@@ -73,8 +71,15 @@ class RagService:
             on_progress=on_progress,
         )
 
-    def ask(self, question: str, user: str, mode: SearchMode = "hybrid") -> Answer:
-        return self.answerer.ask(question, self.user(user).groups, mode)
+    def ask(
+        self,
+        question: str,
+        user: str | User,
+        mode: SearchMode = "hybrid",
+        filters: Filters | None = None,
+    ) -> Answer:
+        asker = user if isinstance(user, User) else self.user(user)
+        return self.answerer.ask(question, asker.groups, mode, filters)
 
     def close(self) -> None:
         self.store.close()

@@ -120,6 +120,10 @@ class VectorStore(ABC):
             return self._dense(vector, groups, k, filters)
         return self._hybrid(query, vector, groups, k, filters)
 
+    @abstractmethod
+    def drop(self) -> None:
+        """Remove every chunk and the table or class itself (``lakebed index --rebuild``)."""
+
     def size_bytes(self) -> int | None:
         """Bytes the index takes on disk, where the store can tell."""
         return None

@@ -18,7 +18,10 @@ kind                    status  when
 ``engine_unavailable``  503     the engine could not be opened (catalog unreachable...)
 ``no_model``            503     no champion model to score with, or it no longer fits the
                                 declared features: train and promote one
-``unknown_user``        403     ``POST /ask`` for a user the users file does not list
+``not_authenticated``   401     ``POST /ask`` without a valid ``Authorization: Bearer`` token,
+                                once the users file gives users tokens
+``unknown_user``        403     ``POST /ask`` naming a user the users file does not list
+                                (tokens not configured); the message names no one
 ``no_index``            503     ``POST /ask`` before ``lakebed index`` has run
 ``store_unavailable``   503     the vector store could not be reached (Weaviate down...)
 ``generation_failed``   502     the configured LLM endpoint failed
@@ -39,7 +42,7 @@ from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import uvicorn
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -49,8 +52,8 @@ from lakebed.fraud.dataset import NoTrainingDataError
 from lakebed.fraud.registry import NoChampionError
 from lakebed.fraud.scoring import Decision, FeatureSetChangedError, RawTransaction, ScorerSlot
 from lakebed.rag.answer import GenerationError
-from lakebed.rag.store import StoreError
-from lakebed.rag.users import UnknownUserError
+from lakebed.rag.store import Filters, SearchMode, StoreError
+from lakebed.rag.users import NotAuthenticatedError, UnknownUserError, authenticate
 from lakebed.serve.engine import (
     NothingPublished,
     QueryFailed,
@@ -134,8 +137,17 @@ class AskRequest(BaseModel):
     model_config = {"extra": "forbid"}
 
     question: str = Field(min_length=1, max_length=2000, description="the question, in words")
-    user: str = Field(min_length=1, description="who asks; their access groups apply")
-    mode: Literal["hybrid", "dense", "bm25"] = Field("hybrid", description="retrieval")
+    user: str | None = Field(
+        None,
+        min_length=1,
+        description="who asks; their access groups apply. Required without API tokens; "
+        "with tokens the token decides and this, if given, must agree",
+    )
+    mode: SearchMode = Field("hybrid", description="retrieval: hybrid, dense or bm25")
+    under: str | None = Field(
+        None, min_length=1, description="only documents whose path starts with this"
+    )
+    documents: list[str] | None = Field(None, description="only these document ids")
     passages: bool = Field(False, description="also return the retrieved passages")
 
 
@@ -152,7 +164,6 @@ class PassageOut(BaseModel):
     document: str
     section: str
     link: str
-    score: float
     text: str
 
 
@@ -160,7 +171,7 @@ class AskResponse(BaseModel):
     question: str
     answer: str
     found: bool = Field(description="false: nothing relevant the user may read was found")
-    method: str = Field(description="extractive, generated, or none")
+    method: Literal["extractive", "generated", "none"]
     citations: list[CitationOut]
     passages: list[PassageOut] | None = None
     elapsed_ms: float
@@ -321,12 +332,24 @@ def create_app(
         "/ask",
         response_model=AskResponse,
         response_model_exclude_none=True,
-        responses={403: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+        responses={
+            401: {"model": ErrorResponse},
+            403: {"model": ErrorResponse},
+            503: {"model": ErrorResponse},
+        },
     )
-    def ask(body: AskRequest) -> AskResponse:
+    def ask(body: AskRequest, authorization: Annotated[str | None, Header()] = None) -> AskResponse:
         started = time.perf_counter()
         service = rag_slot.get()
-        answer = service.ask(body.question, body.user, body.mode)
+        token = None
+        if authorization and authorization.lower().startswith("bearer "):
+            token = authorization[7:].strip()
+        user = authenticate(service.users, token, body.user)
+        filters = Filters(
+            doc_ids=tuple(body.documents) if body.documents is not None else None,
+            path_prefix=body.under,
+        )
+        answer = service.ask(body.question, user, body.mode, filters)
         result = answer.as_dict(with_passages=body.passages)
         return AskResponse(
             question=answer.question,
@@ -368,6 +391,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(FeatureSetChangedError, _handler(503, "no_model"))
     app.add_exception_handler(NoTrainingDataError, _handler(503, "no_model"))
     app.add_exception_handler(UnknownUserError, _handler(403, "unknown_user"))
+    app.add_exception_handler(NotAuthenticatedError, _handler(401, "not_authenticated"))
     app.add_exception_handler(NoIndexError, _handler(503, "no_index"))
     app.add_exception_handler(StoreError, _handler(503, "store_unavailable"))
     app.add_exception_handler(GenerationError, _handler(502, "generation_failed"))
