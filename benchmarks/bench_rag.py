@@ -20,10 +20,12 @@ Run ``python benchmarks/bench_rag.py`` (about 5 minutes on 2 cores). Writes
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import shutil
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +53,14 @@ def scaled_corpus(target: Path, copies: int) -> Path:
         for path in (target / f"copy{n:02d}").rglob("*"):
             if path.suffix in {".md", ".txt"}:
                 path.write_text(path.read_text() + f"\n\nCopy {n} of the corpus.\n")
-    shutil.copy(SHIPPED_CORPUS / "access.toml", target / "access.toml")
+    # The shipped rules, each pattern moved under the copies, so access filters apply as
+    # they do on the real corpus.
+    rules = tomllib.loads((SHIPPED_CORPUS / "access.toml").read_text())
+    lines = [f"default = {json.dumps(rules['default'])}"]
+    for rule in rules.get("rule", []):
+        lines += ["[[rule]]", f'pattern = "copy*/{rule["pattern"]}"']
+        lines += [f"groups = {json.dumps(rule['groups'])}"]
+    (target / "access.toml").write_text("\n".join(lines) + "\n")
     return target
 
 
@@ -159,20 +168,18 @@ def run(root: Path, server: WeaviateServer, copies: int, rounds: int) -> None:
     series: dict[str, dict[str, list[float]]] = {}
     for store_name in ("lance", "weaviate"):
         settings = Settings(data_home=root / f"query-{store_name}")
-        store: VectorStore = (
+        queried: VectorStore = (
             LanceStore.open(settings.data_home / "rag" / "lancedb", "chunks")
             if store_name == "lance"
             else WeaviateStore.connect(server.url, "BenchQuery", server.grpc_port)
         )
-        service = RagService.open(settings, store=store)
+        service = RagService.open(settings, store=queried)
         service.index()
         service.model.warm_up()
         retriever = service.retriever
         latencies(retriever, service, 1)  # warm caches on both sides
         series[store_name] = latencies(retriever, service, rounds)
-        size = (
-            service.store.size_bytes() if store_name == "lance" else dir_size(server.home / "data")
-        )
+        size = service.store.size_bytes() or dir_size(server.home / "data")
         print(f"\n{store_name}: {service.store.count()} chunks, index on disk {size / 1e6:.1f} MB")
         print(f"{'':8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}")
         for name, values in series[store_name].items():
@@ -190,8 +197,8 @@ def run(root: Path, server: WeaviateServer, copies: int, rounds: int) -> None:
             f"answers found {report.answered:.0%}, "
             f"citation precision {report.citation_precision:.3f}"
         )
-        if isinstance(store, WeaviateStore):
-            store.drop()
+        if isinstance(queried, WeaviateStore):
+            queried.drop()
         service.close()
     plot(series, HERE / "rag_latency.png")
     print(f"\nwrote {HERE / 'rag_latency.png'}")
