@@ -365,10 +365,12 @@ def answer_panel(answer: Answer, show_passages: bool) -> Group:
 def rag_eval_table(report: EvalReport) -> Table:
     from lakebed.rag.evaluation import RECALL_AT
 
-    table = Table(title=f"Retrieval on {report.questions} questions (sections, top 10)")
-    table.add_column("retrieval", style="cyan")
+    table = Table(
+        title=f"Retrieval on {report.questions} questions (R@k: recall of sections in the top k)"
+    )
+    table.add_column("mode", style="cyan")
     for k in RECALL_AT:
-        table.add_column(f"recall@{k}", justify="right")
+        table.add_column(f"R@{k}", justify="right")
     table.add_column("MRR", justify="right")
     table.add_column("nDCG@10", justify="right")
     table.add_column("p50 ms", justify="right")

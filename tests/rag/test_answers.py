@@ -14,7 +14,7 @@ import pytest
 from langchain_core.retrievers import BaseRetriever
 
 from lakebed.config import Settings
-from lakebed.rag.answer import NOT_FOUND, Answerer, answer_chain
+from lakebed.rag.answer import NOT_FOUND, Answerer, answer_chain, sentences
 from lakebed.rag.chunking import chunk_document
 from lakebed.rag.documents import Document
 from lakebed.rag.index import load_sources
@@ -196,3 +196,24 @@ def test_generated_answers_go_to_the_configured_endpoint(service: RagService, ll
     assert "[9]" not in answer.text
     _FakeLLM.reply = NOT_FOUND
     assert not answerer.ask("How do I replay a Kafka topic?", user.groups).found
+
+
+def test_sentences_keep_commands_whole() -> None:
+    text = (
+        "Stop the consumers first:\n\n```bash\n"
+        "systemctl stop 'lakebed-sink@*'\n"
+        "kafka-consumer-groups.sh --bootstrap-server k1:9092 \\\n"
+        "  --describe --group lakebed-sink\n```\n\n"
+        "Offsets can only be reset in an idle group. The output must be empty.\n"
+        "- Check the lag before you go on.\n"
+        "| HV-1 | card-present EUR 2,500 or more | 30 minutes |\n"
+    )
+    assert sentences(text) == [
+        "Stop the consumers first:",
+        "`systemctl stop 'lakebed-sink@*'`",
+        "`kafka-consumer-groups.sh --bootstrap-server k1:9092 --describe --group lakebed-sink`",
+        "Offsets can only be reset in an idle group.",
+        "The output must be empty.",
+        "Check the lag before you go on.",
+        "HV-1 | card-present EUR 2,500 or more | 30 minutes",
+    ]

@@ -39,6 +39,7 @@ MAX_SENTENCES = 3
 # from 0.45 (any of five passages, top three sentences) to 0.56 at no loss of answers.
 QUOTED_PASSAGES = 3
 SENTENCE_MARGIN = 0.1
+_FENCE = re.compile(r"^\s*(```|~~~)")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(`A-Z0-9])")
 
 
@@ -101,13 +102,31 @@ class Answer:
 
 
 def sentences(text: str) -> list[str]:
-    """Sentences and list items of a passage, without list markers."""
-    out = []
-    for line in text.splitlines():
+    """Sentences and list items of a passage, without list markers; a command in a code
+    block is one candidate, its backslash-continued lines joined and set in backticks."""
+    out: list[str] = []
+    in_code = False
+    pending = ""
+    for raw in text.splitlines():
+        if _FENCE.match(raw):
+            in_code = not in_code
+            continue
+        line = raw.strip()
+        if line.endswith("\\"):
+            pending += line[:-1].strip() + " "
+            continue
+        if pending:
+            line, pending = pending + line, ""
+        if in_code:
+            if len(line.split()) >= 2:
+                out.append(f"`{line}`")
+            continue
         line = re.sub(r"^\s*(?:[-*+]|\d+[.)])\s+", "", line).strip()
         if line.startswith("|"):
             line = line.strip("| ")
         out += [s.strip() for s in _SENTENCE_END.split(line) if len(s.split()) >= 4]
+    if pending.strip():
+        out.append(f"`{pending.strip()}`" if in_code else pending.strip())
     return out
 
 
