@@ -4,6 +4,7 @@ and the fraud models trained on it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,3 +103,11 @@ def trained(default_lake: Settings) -> Trained:
     assert report.best.version is not None
     Registry(default_lake).promote(report.best.version)
     return Trained(default_lake, report, report.best.version)
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test runs in an empty folder with no LAKEBED_* variables of the caller."""
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("LAKEBED_")]:
+        monkeypatch.delenv(name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,12 +12,8 @@ from lakebed.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test runs in an empty folder with no LAKEBED_* variables of the caller."""
-    monkeypatch.chdir(tmp_path)
-    for name in [n for n in os.environ if n.startswith("LAKEBED_")]:
-        monkeypatch.delenv(name)
+# Each test runs in an empty folder with no LAKEBED_* variables of the caller.
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 def test_help_lists_every_command() -> None:

@@ -8,7 +8,6 @@ than skipping them, so a broken setup never passes for a green run.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 
@@ -16,28 +15,18 @@ import pytest
 
 from lakebed.rag.weaviate_store import WeaviateStore
 from lakebed.services import ServiceError, WeaviateServer
+from tests.ports import port_free
 
 # Away from the cluster profile's defaults (18080/18081), so a developer's own server
 # keeps running; gRPC is the next port and the cluster ports follow (18582-18585).
 WEAVIATE_HTTP_PORT = 18580
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # As the server binds: a port lingering in TIME_WAIT is usable.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 def free_http_port(start: int) -> int:
     """From ``start`` up, an http port whose gRPC port (+1) and cluster ports (+2..+5)
     are free too: a second test run on the same machine must not collide."""
     for port in range(start, start + 2000, 10):
-        if all(_port_free(port + offset) for offset in range(6)):
+        if all(port_free(port + offset) for offset in range(6)):
             return port
     raise RuntimeError(f"no six free ports from {start}")
 

@@ -14,12 +14,12 @@ import pytest
 from langchain_core.retrievers import BaseRetriever
 
 from lakebed.config import Settings
-from lakebed.rag.answer import NOT_FOUND, Answerer, answer_chain, sentences
+from lakebed.rag.answer import NOT_FOUND, Answerer, sentences
 from lakebed.rag.chunking import chunk_document
+from lakebed.rag.components import LakebedRetriever, answer_chain
 from lakebed.rag.documents import Document
 from lakebed.rag.index import load_sources
 from lakebed.rag.lance_store import LanceStore
-from lakebed.rag.retrieval import LakebedRetriever
 from lakebed.rag.service import RagService
 from lakebed.rag.store import SEARCH_MODES, Filters
 from lakebed.rag.users import UnknownUserError

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -14,11 +13,8 @@ from lakebed.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in [n for n in os.environ if n.startswith("LAKEBED_")]:
-        monkeypatch.delenv(name)
+# Each test runs in an empty folder with no LAKEBED_* variables of the caller.
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 def test_ask_before_index_says_what_to_run() -> None:

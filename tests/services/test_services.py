@@ -23,17 +23,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from lakebed.services import KafkaCluster, RedisServer, ServiceError, deploy_dir
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # As the servers bind: a port lingering in TIME_WAIT is usable.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+from tests.ports import port_free
 
 
 def _free_base_port(start: int, nodes: int) -> int:
@@ -43,7 +33,7 @@ def _free_base_port(start: int, nodes: int) -> int:
     """
     for base in range(start, start + 20_000, 1000):
         ports = [base + i for i in range(nodes)] + [base + 100 + i for i in range(nodes)]
-        if all(_port_free(port) for port in ports):
+        if all(port_free(port) for port in ports):
             return base
     raise RuntimeError(f"no free ports from {start}")
 

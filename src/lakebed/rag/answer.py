@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import numpy as np
-from langchain_core.runnables import Runnable, RunnableLambda
 
 from lakebed.rag.retrieval import Retriever
 from lakebed.rag.store import Filters, Hit, SearchMode
@@ -238,9 +237,3 @@ class Answerer:
             return str(response.json()["choices"][0]["message"]["content"])
         except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
             raise GenerationError(f"the LLM endpoint {url} failed: {exc}") from exc
-
-
-def answer_chain(answerer: Answerer, groups: Sequence[str]) -> Runnable[str, dict[str, Any]]:
-    """The answerer as a LangChain runnable: a question in, the answer as a dict out."""
-    fixed = list(groups)
-    return RunnableLambda(lambda question: answerer.ask(question, fixed).as_dict())

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from typing import Any
 
 HEADING_SEPARATOR = " > "
 
@@ -65,6 +67,28 @@ class Chunk:
     def content_hash(self) -> str:
         """What the embedding depends on: the text and the headings it is embedded with."""
         return sha256_text(embedding_text(self))
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Chunk:
+        """A chunk back from a store's row; a store may leave out empty values
+        (Weaviate drops empty strings and arrays), which come back empty."""
+        return cls(
+            chunk_id=str(record.get("chunk_id") or ""),
+            doc_id=str(record.get("doc_id") or ""),
+            doc_hash=str(record.get("doc_hash") or ""),
+            n_chunks=int(record.get("n_chunks") or 0),
+            ordinal=int(record.get("ordinal") or 0),
+            title=str(record.get("title") or ""),
+            path=str(record.get("path") or ""),
+            heading_path=tuple(record.get("heading_path") or ()),
+            anchor=str(record.get("anchor") or ""),
+            groups=tuple(record.get("groups") or ()),
+            text=str(record.get("text") or ""),
+        )
+
+
+# What a store keeps of a chunk besides its vector and keyword field, in field order.
+CHUNK_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Chunk))
 
 
 def embedding_text(chunk: Chunk) -> str:

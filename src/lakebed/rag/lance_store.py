@@ -23,7 +23,7 @@ import pyarrow as pa
 from lancedb.index import FTS
 from lancedb.query import MatchQuery
 
-from lakebed.rag.documents import Chunk, embedding_text
+from lakebed.rag.documents import CHUNK_FIELDS, Chunk, embedding_text
 from lakebed.rag.embeddings import DIMENSION
 from lakebed.rag.store import (
     DocumentState,
@@ -34,20 +34,6 @@ from lakebed.rag.store import (
     VectorStore,
     reciprocal_rank_fusion,
 )
-
-_CHUNK_COLUMNS = [
-    "chunk_id",
-    "doc_id",
-    "doc_hash",
-    "n_chunks",
-    "ordinal",
-    "title",
-    "path",
-    "heading_path",
-    "anchor",
-    "groups",
-    "text",
-]
 
 
 def schema(dimension: int = DIMENSION) -> pa.Schema:
@@ -180,17 +166,13 @@ class LanceStore(VectorStore):
     def count(self) -> int:
         return 0 if self._open_existing() is None else int(self._table.count_rows())
 
-    def _hits(self, result: pa.Table, score: str, transform: float = 1.0) -> list[Hit]:
-        hits = []
-        for row in result.select([*_CHUNK_COLUMNS, score]).to_pylist():
-            chunk = Chunk(
-                **{k: row[k] for k in _CHUNK_COLUMNS if k not in ("heading_path", "groups")},
-                heading_path=tuple(row["heading_path"]),
-                groups=tuple(row["groups"]),
-            )
-            value = float(row[score])
-            hits.append(Hit(chunk, 1.0 - value if transform < 0 else value))
-        return hits
+    def _hits(self, result: pa.Table, score: str, distance: bool = False) -> list[Hit]:
+        """Hits best first; a cosine distance becomes a similarity (higher is better)."""
+        rows = result.select([*CHUNK_FIELDS, score]).to_pylist()
+        return [
+            Hit(Chunk.from_record(row), 1.0 - row[score] if distance else float(row[score]))
+            for row in rows
+        ]
 
     def _dense(self, vector: Floats, groups: Sequence[str], k: int, filters: Filters) -> list[Hit]:
         if self._open_existing() is None:
@@ -202,7 +184,7 @@ class LanceStore(VectorStore):
             .limit(k)
             .to_arrow()
         )
-        return self._hits(result, "_distance", transform=-1.0)
+        return self._hits(result, "_distance", distance=True)
 
     def _keyword(self, query: str, groups: Sequence[str], k: int, filters: Filters) -> list[Hit]:
         if self._open_existing() is None or not query.strip():

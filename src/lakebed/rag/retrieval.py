@@ -1,8 +1,7 @@
 """Retrieval for one asker: embed the question, search the store with the asker's groups.
 
-``Retriever`` is the service's own entry point; ``LakebedRetriever`` wraps it as a
-LangChain retriever so the same access-controlled search plugs into LangChain apps
-(the groups are fixed when the retriever is made, so a chain cannot widen them).
+``Retriever`` is the service's own entry point; ``lakebed.rag.components`` wraps it for
+LangChain apps.
 """
 
 from __future__ import annotations
@@ -10,11 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
-from langchain_core.documents import Document as LCDocument
-from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict
 
 from lakebed.rag.embeddings import MiniLMEmbeddings
 from lakebed.rag.store import Filters, Floats, Hit, SearchMode, VectorStore
@@ -54,38 +48,3 @@ class Retriever:
         """Cosine similarity of the closest chunk the groups may read (-1 if none)."""
         hits = self.store.search("dense", "", vector, groups, 1, filters)
         return hits[0].score if hits else -1.0
-
-
-def to_langchain(hit: Hit, rank: int) -> LCDocument:
-    chunk = hit.chunk
-    return LCDocument(
-        page_content=chunk.text,
-        id=chunk.chunk_id,
-        metadata={
-            "chunk_id": chunk.chunk_id,
-            "doc_id": chunk.doc_id,
-            "title": chunk.title,
-            "section": chunk.heading,
-            "source": chunk.path + chunk.anchor,
-            "groups": list(chunk.groups),
-            "rank": rank,
-        },
-    )
-
-
-class LakebedRetriever(BaseRetriever):
-    """Access-controlled hybrid retrieval as a LangChain ``BaseRetriever``."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
-
-    retriever: Retriever
-    groups: tuple[str, ...]
-    mode: SearchMode = "hybrid"
-    k: int = 5
-    filters: Filters | None = None
-
-    def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
-    ) -> list[LCDocument]:
-        found = self.retriever.search(query, self.groups, self.mode, self.k, self.filters)
-        return [to_langchain(hit, rank) for rank, hit in enumerate(found.hits, start=1)]

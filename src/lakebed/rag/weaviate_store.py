@@ -37,7 +37,7 @@ from weaviate.collections import Collection as WeaviateCollection
 from weaviate.collections.classes.filters import _Filters
 from weaviate.exceptions import WeaviateBaseError
 
-from lakebed.rag.documents import Chunk, embedding_text
+from lakebed.rag.documents import CHUNK_FIELDS, Chunk, embedding_text
 from lakebed.rag.store import DocumentState, Filters, Floats, Hit, StoreError, VectorStore
 
 # The one named vector of the collection; named, because Weaviate 1.38 deprecates the
@@ -57,19 +57,7 @@ _DELETE_DOCS = 100
 # unweighted reciprocal rank fusion the local profile uses.
 _HYBRID_ALPHA = 0.5
 
-_PROPERTIES = [
-    "chunk_id",
-    "doc_id",
-    "doc_hash",
-    "n_chunks",
-    "ordinal",
-    "title",
-    "path",
-    "heading_path",
-    "anchor",
-    "groups",
-    "text",
-]
+_PROPERTIES = list(CHUNK_FIELDS)
 
 
 def object_id(chunk: Chunk) -> uuid.UUID:
@@ -137,26 +125,6 @@ def _row(chunk: Chunk) -> dict[str, Any]:
         "text": chunk.text,
         "body": embedding_text(chunk),
     }
-
-
-def _chunk(properties: Mapping[str, Any]) -> Chunk:
-    # Weaviate leaves an empty array or string out of the object it returns.
-    def text(name: str) -> str:
-        return str(properties.get(name) or "")
-
-    return Chunk(
-        chunk_id=text("chunk_id"),
-        doc_id=text("doc_id"),
-        doc_hash=text("doc_hash"),
-        n_chunks=int(properties.get("n_chunks") or 0),
-        ordinal=int(properties.get("ordinal") or 0),
-        title=text("title"),
-        path=text("path"),
-        heading_path=tuple(properties.get("heading_path") or ()),
-        anchor=text("anchor"),
-        groups=tuple(properties.get("groups") or ()),
-        text=text("text"),
-    )
 
 
 def _where(groups: Sequence[str], filters: Filters) -> _Filters | None:
@@ -352,7 +320,7 @@ class WeaviateStore(VectorStore):
         # Cosine distance is 1 - cosine similarity; the service compares the
         # similarity against rag.min_similarity.
         hits = [
-            Hit(_chunk(o.properties), 1.0 - float(o.metadata.distance or 0.0))
+            Hit(Chunk.from_record(o.properties), 1.0 - float(o.metadata.distance or 0.0))
             for o in result.objects
         ]
         return sorted(hits, key=lambda hit: -hit.score)
@@ -395,7 +363,9 @@ class WeaviateStore(VectorStore):
 
     @staticmethod
     def _scored(objects: Sequence[Any]) -> list[Hit]:
-        hits = [Hit(_chunk(o.properties), float(o.metadata.score or 0.0)) for o in objects]
+        hits = [
+            Hit(Chunk.from_record(o.properties), float(o.metadata.score or 0.0)) for o in objects
+        ]
         return sorted(hits, key=lambda hit: -hit.score)
 
     def drop(self) -> None:
