@@ -551,13 +551,14 @@ def stream(
 def _replay(settings: Settings, rate: float) -> None:
     from lakebed.fraud.registry import NoChampionError
     from lakebed.lake.catalog import open_catalog
+    from lakebed.stream.activity import Activity
     from lakebed.stream.engine import registry_loader
     from lakebed.stream.latency import plot_latencies
     from lakebed.stream.log import open_log
     from lakebed.stream.replay import replay
     from lakebed.stream.store import open_store
 
-    log, store = open_log(settings), open_store(settings)
+    log, store, activity = open_log(settings), open_store(settings), Activity.open(settings)
     try:
         with stream_progress() as on_progress:
             report = replay(
@@ -568,10 +569,12 @@ def _replay(settings: Settings, rate: float) -> None:
                 registry_loader(settings),
                 offered_rate=rate,
                 on_progress=on_progress,
+                activity=activity,
             )
     except NoChampionError as error:
         fail(f"{error}: run `lakebed train --promote-best` first")
     finally:
+        activity.close()
         store.close()
         log.close()
     console.print(replay_table(report))
@@ -589,6 +592,7 @@ def _run_worker(
     import signal
     import threading
 
+    from lakebed.stream.activity import Activity
     from lakebed.stream.engine import StreamEngine, registry_loader
     from lakebed.stream.log import open_log
     from lakebed.stream.store import open_store
@@ -596,12 +600,15 @@ def _run_worker(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    log, store = open_log(settings), open_store(settings)
+    log, store, activity = open_log(settings), open_store(settings), Activity.open(settings)
     try:
-        engine = StreamEngine(log, store, registry_loader(settings), settings, worker=worker)
+        engine = StreamEngine(
+            log, store, registry_loader(settings), settings, worker=worker, activity=activity
+        )
         console.print(f"{worker}: scoring with model version {engine.version}", highlight=False)
         stats = engine.run(stop=stop, idle_exit_s=idle_exit)
     finally:
+        activity.close()
         store.close()
         log.close()
     if stats_file is not None:

@@ -7,6 +7,8 @@ Prefect starts itself; with one (``prefect server start``), runs show up in the 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
@@ -24,6 +26,7 @@ from lakebed.lake.pipeline import (
     quarantine_by_rule,
 )
 from lakebed.lake.publish import PublishedTable
+from lakebed.lake.runs import RunRecord, record_run
 from lakebed.lake.transform import BuildResult
 from lakebed.world.generate import Generated, Progress, generate_world
 
@@ -93,6 +96,7 @@ def lakehouse(
 ) -> LakehouseReport:
     if generate_world:
         generate(settings, chunk_days)
+    started = datetime.now(UTC)
     ingested = ingest(settings)
     if ingested.refused:
         raise RefusedFilesError(ingested.refused)
@@ -103,6 +107,7 @@ def lakehouse(
         report.published = publish(settings)
     report.layer_rows = layer_rows(catalog)
     report.quarantine = quarantine_by_rule(catalog)
+    record_run(settings, RunRecord.of(report, started, datetime.now(UTC)))
     return report
 
 

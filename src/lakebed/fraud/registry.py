@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from lakebed.config import Settings
+from lakebed.fraud.evaluation import ARTIFACT as EVALUATION_ARTIFACT
+from lakebed.fraud.evaluation import Evaluation
 from lakebed.fraud.models import FraudModel
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -100,6 +102,7 @@ class Registry:
         tags: dict[str, str],
         artifacts: list[Path],
         example: np.ndarray[Any, np.dtype[np.float64]],
+        evaluation: Evaluation | None = None,
     ) -> ModelVersion:
         """One run for ``model``, registered as a new version; returns that version."""
         experiment_id = self._activate()
@@ -113,6 +116,10 @@ class Registry:
                     json.dumps(dict(zip(model.feature_names, model.typical.tolist(), strict=True)))
                 )
                 mlflow.log_artifact(str(typical))
+                if evaluation is not None:
+                    evaluated = Path(scratch) / EVALUATION_ARTIFACT
+                    evaluated.write_text(json.dumps(evaluation.to_dict()))
+                    mlflow.log_artifact(str(evaluated))
             for artifact in artifacts:
                 mlflow.log_artifact(str(artifact), artifact_path="curves")
             signature = mlflow.models.infer_signature(example, model.score(example))
@@ -184,6 +191,21 @@ class Registry:
         return self._version(
             version, str(self.client.get_model_version(self.name, version).run_id), True
         )
+
+    def evaluation(self, version: ModelVersion) -> Evaluation | None:
+        """The curves and importance logged with ``version`` (None: trained before they
+        were logged, or the artifact is unreadable)."""
+        try:
+            path = self.client.download_artifacts(version.run_id, EVALUATION_ARTIFACT)
+            return Evaluation.from_dict(json.loads(Path(path).read_text()))
+        except (MlflowException, OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def version(self, version: str) -> ModelVersion:
+        for known in self.versions():
+            if known.version == version:
+                return known
+        raise UnknownVersionError(f"no version {version} of {self.name}")
 
     def load(self, version: ModelVersion) -> FraudModel:
         """The fitted model of ``version``, ready to score."""

@@ -27,6 +27,7 @@ from lakebed.fraud.dataset import (
     read_gold_features,
     split,
 )
+from lakebed.fraud.evaluation import Evaluation, evaluate
 from lakebed.fraud.features import FEATURE_NAMES, FEATURE_SET_VERSION
 from lakebed.fraud.metrics import auc_roc, average_precision, card_precision_at_k
 from lakebed.fraud.models import MODEL_NAMES, FraudModel, spec_named
@@ -122,6 +123,7 @@ def train(
     y_test = test_set["is_fraud"].to_numpy().astype(np.int8)
 
     fitted: list[tuple[FraudModel, np.ndarray, ModelResult]] = []
+    evaluations: dict[str, Evaluation] = {}
     for name in models:
         if on_model:
             on_model(name)
@@ -144,6 +146,7 @@ def train(
             version=None,
         )
         fitted.append((model, scores, result))
+        evaluations[name] = evaluate(model, x_test, y_test, scores)
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     plots = plot_curves([(r.title, s) for _, s, r in fitted], y_test, models_dir(settings) / stamp)
@@ -175,6 +178,7 @@ def train(
                 tags,
                 plots,
                 x_train[:5],
+                evaluations[model.name],
             )
             results.append(_with_version(result, version.version))
     return TrainingReport(

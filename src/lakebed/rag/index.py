@@ -23,7 +23,7 @@ from lakebed.rag.catalog import write_catalog
 from lakebed.rag.chunking import chunk_document
 from lakebed.rag.documents import Chunk, Document, embedding_text
 from lakebed.rag.embeddings import EmbeddingCache, MiniLMEmbeddings, embed_cached
-from lakebed.rag.loaders import LoadReport, load_corpus
+from lakebed.rag.loaders import ACCESS_FILE, AccessRules, LoadReport, load_corpus, load_document
 from lakebed.rag.store import VectorStore
 
 if TYPE_CHECKING:
@@ -69,6 +69,35 @@ def load_sources(settings: Settings, with_catalog: bool = True) -> LoadReport:
         report.documents += extra.documents
         report.failures += extra.failures
     return report
+
+
+class DocumentNotFoundError(LookupError):
+    """No such document, or not one the asker may read: the same answer for both."""
+
+
+def read_document(settings: Settings, doc_id: str, groups: tuple[str, ...]) -> Document:
+    """The document ``doc_id`` as its loader sees it (sections with anchors), for a
+    reader in ``groups``; anything else is ``DocumentNotFoundError``, which says nothing
+    about whether the document exists."""
+    missing = DocumentNotFoundError(f"no document {doc_id!r} that you may read")
+    root, relative = corpus_dir(settings), doc_id
+    if doc_id.startswith(CATALOG_PREFIX):
+        root, relative = rag_home(settings) / "catalog", doc_id.removeprefix(CATALOG_PREFIX)
+    parts = Path(relative).parts
+    if not relative or Path(relative).is_absolute() or ".." in parts:
+        raise missing
+    if any(part.startswith(".") for part in parts) or relative == ACCESS_FILE:
+        raise missing
+    path = root / relative
+    if not path.is_file():
+        raise missing
+    allowed = AccessRules.load(root).groups_for(relative)
+    if not set(allowed) & set(groups):
+        raise missing
+    try:
+        return load_document(path, doc_id, allowed)
+    except Exception as error:
+        raise DocumentNotFoundError(f"{doc_id!r} cannot be read: {error}") from error
 
 
 @dataclass(frozen=True)

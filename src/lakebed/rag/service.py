@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lakebed.rag.answer import Answer, Answerer
+from lakebed.rag.documents import Document
 from lakebed.rag.embeddings import EmbeddingCache, MiniLMEmbeddings
-from lakebed.rag.index import IndexReport, index_corpus, rag_home
+from lakebed.rag.index import IndexReport, index_corpus, rag_home, read_document
 from lakebed.rag.retrieval import Retriever
 from lakebed.rag.store import Filters, SearchMode, VectorStore, open_vector_store
 from lakebed.rag.users import User, find_user, load_users
@@ -80,6 +81,12 @@ class RagService:
     ) -> Answer:
         asker = user if isinstance(user, User) else self.user(user)
         return self.answerer.ask(question, asker.groups, mode, filters)
+
+    def document(self, doc_id: str, user: str | User) -> Document:
+        """A cited document, whole, if ``user`` may read it (``DocumentNotFoundError``
+        otherwise, whether or not it exists)."""
+        reader = user if isinstance(user, User) else self.user(user)
+        return read_document(self.settings, doc_id, reader.groups)
 
     def close(self) -> None:
         self.store.close()

@@ -1,6 +1,7 @@
 """The HTTP API: read-only SQL over silver and gold (``POST /sql``), the table list, fraud
 scoring with the champion model (``POST /score``), cited answers over the internal
-documents (``POST /ask``), health.
+documents (``POST /ask``) and the documents they cite (``GET /documents/{id}``), the
+platform's state for the dashboard (``lakebed.serve.status``), health.
 
 Every error is JSON ``{"error": <kind>, "message": <text>}`` and never a stack trace:
 
@@ -25,6 +26,9 @@ kind                    status  when
 ``no_index``            503     ``POST /ask`` before ``lakebed index`` has run
 ``store_unavailable``   503     the vector store could not be reached (Weaviate down...)
 ``generation_failed``   502     the configured LLM endpoint failed
+``not_found``           404     ``GET /documents/...``: no such document or not one the user
+                                may read (the same answer); ``GET /models/V/evaluation``:
+                                no such version or no stored evaluation
 ``internal``            500     a bug; the details go to the server log, not the client
 ======================  ======  ==========================================================
 
@@ -52,6 +56,7 @@ from lakebed.fraud.dataset import NoTrainingDataError
 from lakebed.fraud.registry import NoChampionError
 from lakebed.fraud.scoring import Decision, FeatureSetChangedError, RawTransaction, ScorerSlot
 from lakebed.rag.answer import GenerationError
+from lakebed.rag.index import DocumentNotFoundError
 from lakebed.rag.store import Filters, SearchMode, StoreError
 from lakebed.rag.users import NotAuthenticatedError, UnknownUserError, authenticate
 from lakebed.serve.engine import (
@@ -63,6 +68,7 @@ from lakebed.serve.engine import (
     open_engine,
 )
 from lakebed.serve.guard import MAX_SQL_CHARS, QueryRefused
+from lakebed.serve.status import NotFoundError, status_router
 
 if TYPE_CHECKING:
     from lakebed.rag.service import RagService
@@ -175,6 +181,31 @@ class AskResponse(BaseModel):
     citations: list[CitationOut]
     passages: list[PassageOut] | None = None
     elapsed_ms: float
+
+
+class SectionOut(BaseModel):
+    heading: str
+    anchor: str = Field(description="the citation link's fragment, e.g. #escalation")
+    text: str
+
+
+class DocumentOut(BaseModel):
+    document: str
+    title: str
+    format: str
+    groups: list[str]
+    sections: list[SectionOut]
+
+
+class UserOut(BaseModel):
+    name: str
+    groups: list[str]
+    description: str
+
+
+class UsersOut(BaseModel):
+    tokens: bool = Field(description="true: users are known by API tokens and not listed")
+    users: list[UserOut]
 
 
 class NoIndexError(RuntimeError):
@@ -341,10 +372,7 @@ def create_app(
     def ask(body: AskRequest, authorization: Annotated[str | None, Header()] = None) -> AskResponse:
         started = time.perf_counter()
         service = rag_slot.get()
-        token = None
-        if authorization and authorization.lower().startswith("bearer "):
-            token = authorization[7:].strip()
-        user = authenticate(service.users, token, body.user)
+        user = authenticate(service.users, _bearer(authorization), body.user)
         filters = Filters(
             doc_ids=tuple(body.documents) if body.documents is not None else None,
             path_prefix=body.under,
@@ -361,7 +389,50 @@ def create_app(
             elapsed_ms=(time.perf_counter() - started) * 1000,
         )
 
+    @app.get(
+        "/documents/{doc_id:path}",
+        response_model=DocumentOut,
+        responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
+    )
+    def document(
+        doc_id: str,
+        user: str | None = None,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> DocumentOut:
+        """A cited document with its sections, for a user who may read it."""
+        service = rag_slot.get()
+        reader = authenticate(service.users, _bearer(authorization), user)
+        found = service.document(doc_id, reader)
+        return DocumentOut(
+            document=found.doc_id,
+            title=found.title,
+            format=found.format,
+            groups=list(found.groups),
+            sections=[
+                SectionOut(heading=s.heading, anchor=s.anchor, text=s.text) for s in found.sections
+            ],
+        )
+
+    @app.get("/users", response_model=UsersOut)
+    def users() -> UsersOut:
+        """Who may ask, for a user picker; nobody is listed once API tokens are in use."""
+        from lakebed.rag.users import load_users
+
+        known = load_users(settings.rag.users_file)
+        if any(u.token_sha256 for u in known.values()):
+            return UsersOut(tokens=True, users=[])
+        listed = [UserOut(name=u.name, groups=list(u.groups), description=u.description)
+                  for u in known.values()]  # fmt: skip
+        return UsersOut(tokens=False, users=listed)
+
+    app.include_router(status_router(settings))
     return app
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return None
 
 
 def run_server(settings: Settings) -> None:
@@ -395,6 +466,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NoIndexError, _handler(503, "no_index"))
     app.add_exception_handler(StoreError, _handler(503, "store_unavailable"))
     app.add_exception_handler(GenerationError, _handler(502, "generation_failed"))
+    app.add_exception_handler(DocumentNotFoundError, _handler(404, "not_found"))
+    app.add_exception_handler(NotFoundError, _handler(404, "not_found"))
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _internal)
 

@@ -14,6 +14,8 @@ partitions back at once.
 from __future__ import annotations
 
 import gc
+import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +29,7 @@ from lakebed.config import Settings
 from lakebed.fraud.features import FEATURE_NAMES
 from lakebed.fraud.models import FraudModel
 from lakebed.fraud.scoring import decide
+from lakebed.stream.activity import Activity
 from lakebed.stream.events import (
     alert_json,
     as_batch,
@@ -48,6 +51,7 @@ from lakebed.stream.topics import (
     TRANSACTIONS,
 )
 
+logger = logging.getLogger(__name__)
 ModelLoader = Callable[[str | None], tuple[FraudModel, str]]
 CHAMPION_RECHECK_S = 5.0
 
@@ -135,8 +139,10 @@ class StreamEngine:
         load_model: ModelLoader,
         settings: Settings,
         worker: str = "worker-0",
+        activity: Activity | None = None,
     ) -> None:
         self.log = log
+        self.activity = activity
         self.store = store
         self.load_model = load_model
         self.settings = settings
@@ -231,11 +237,27 @@ class StreamEngine:
             consumer.rewind()
             raise
         done_ms = time.time() * 1000
-        self.stats.latencies.add(
-            [done_ms - r.timestamp_ms for r in records if r.topic == TRANSACTIONS]
-        )
+        latencies = [done_ms - r.timestamp_ms for r in records if r.topic == TRANSACTIONS]
+        self.stats.latencies.add(latencies)
+        if self.activity is not None:
+            self._observe(outputs, latencies)
         self.stats.batches += 1
         self.stats.busy_s += time.perf_counter() - began
+
+    def _observe(self, outputs: list[Output], latencies: list[float]) -> None:
+        """Tell the activity record (the dashboard's source); a failure there is logged
+        and never stops scoring."""
+        assert self.activity is not None
+        try:
+            self.activity.record(
+                self.worker,
+                transactions=len(latencies),
+                alerts=[o.value for o in outputs if o.topic == ALERTS],
+                dead_letters=sum(1 for o in outputs if o.topic == DEAD_LETTER),
+                latencies_ms=latencies,
+            )
+        except sqlite3.Error as error:
+            logger.warning("could not record the batch's activity: %s", error)
 
     def process(self, records: list[Record]) -> list[Output]:
         """The outputs of one batch; the store is updated on the way."""

@@ -23,6 +23,7 @@ import polars as pl
 from pyiceberg.catalog import Catalog
 
 from lakebed.config import Settings
+from lakebed.stream.activity import Activity
 from lakebed.stream.engine import EngineStats, ModelLoader, StreamEngine
 from lakebed.stream.latency import Latencies
 from lakebed.stream.log import EventLog
@@ -166,6 +167,7 @@ def replay(
     load_model: ModelLoader,
     offered_rate: float = 20_000.0,
     on_progress: Callable[[int, int], None] | None = None,
+    activity: Activity | None = None,
 ) -> ReplayReport:
     """Warm the store, then produce the last days at ``offered_rate`` events/s while the
     engine consumes them; returns what happened."""
@@ -173,7 +175,7 @@ def replay(
     warm_up(store, catalog, datetime.combine(first, datetime.min.time(), UTC))
     log.create_topics(TOPICS)
     messages = list(feed_messages(settings.data_home, first, last))
-    engine = StreamEngine(log, store, load_model, settings)
+    engine = StreamEngine(log, store, load_model, settings, activity=activity)
     produced = threading.Event()
 
     def produce() -> None:
