@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The Debian packages that the tests of the cluster profile's services need, installed
-# when missing: redis-server (the Redis feature store) and kcat (an outside Kafka client
-# for the dead-letter test). Kafka itself comes from Maven Central (deploy/kafka/kafka.sh).
+# when missing: redis-server (the Redis feature store), kcat (an outside Kafka client
+# for the dead-letter test), and chromium (the browser of the dashboard's end-to-end
+# tests, driven by Playwright: no browser download). Kafka itself comes from Maven
+# Central (deploy/kafka/kafka.sh).
 set -euo pipefail
 
 missing=()
@@ -9,6 +11,7 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v kcat >/dev/null || missing+=(kcat)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
+[ -x /usr/lib/chromium/chromium ] || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

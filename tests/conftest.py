@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,9 @@ from lakebed.fraud.registry import Registry
 from lakebed.fraud.train import TrainingReport, train
 from lakebed.lake.bronze import IngestReport
 from lakebed.lake.catalog import open_catalog
-from lakebed.lake.pipeline import build_stage, ingest_stage, publish_stage
+from lakebed.lake.pipeline import LakehouseReport, build_stage, ingest_stage, publish_stage
 from lakebed.lake.publish import PublishedTable
+from lakebed.lake.runs import RunRecord, record_run
 from lakebed.lake.transform import BuildResult
 from lakebed.world.generate import Generated, generate_world
 from lakebed.world.spec import WorldSpec
@@ -89,10 +91,13 @@ def default_lake(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A data home with the default world's gold tables published."""
     settings = Settings(data_home=tmp_path_factory.mktemp("default-lake"))
     generate_world(settings.world, settings.data_home)
+    started = datetime.now(UTC)
     catalog = open_catalog(settings)
-    ingest_stage(settings, catalog)
-    build_stage(settings, catalog)
-    publish_stage(settings, catalog)
+    ingested = ingest_stage(settings, catalog)
+    build = build_stage(settings, catalog)
+    published = publish_stage(settings, catalog)
+    report = LakehouseReport(ingested, build, published)
+    record_run(settings, RunRecord.of(report, started, datetime.now(UTC)))  # as the flow does
     return settings
 
 

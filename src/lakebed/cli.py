@@ -445,6 +445,52 @@ def serve(
     run_server(settings)
 
 
+@app.command()
+def dashboard(
+    background: Annotated[
+        bool, typer.Option(help="Keep running after this command returns; stop with --stop.")
+    ] = False,
+    stop: Annotated[bool, typer.Option(help="Stop a dashboard started with --background.")] = (
+        False
+    ),
+    port: Annotated[int | None, typer.Option(help="Port of the dashboard.")] = None,
+    data_home: Annotated[Path | None, typer.Option(help="Data home to show.")] = None,
+) -> None:
+    """The web dashboard (Streamlit) over the API: lakehouse, fraud model, live alerts,
+    ask the documents. Starts the API too when nothing answers at serve.host:serve.port."""
+    from lakebed.dashboard.launcher import DashboardError, start, stop_background
+
+    overrides: dict[str, Any] = {"data_home": data_home}
+    if port is not None:
+        overrides["dashboard"] = {"port": port}
+    settings = load_settings(**overrides)
+    if stop:
+        stopped = stop_background(settings)
+        console.print("dashboard stopped" if stopped else "no background dashboard was running")
+        return
+    if background:
+        stop_background(settings)  # a rerun replaces the last one (and its API)
+    try:
+        with console.status("starting the dashboard"):
+            board = start(settings, background=background)
+    except DashboardError as error:
+        fail(str(error))
+    api = "started" if board.api_started else "already running"
+    if settings.dashboard.api_url and not board.api_answering():
+        api = "[red]not answering[/]: the pages will say so until it does"
+    console.print(f"dashboard: [bold]{board.url}[/] (API {board.api_url}, {api})")
+    if background:
+        console.print("runs in the background; stop it with [bold]lakebed dashboard --stop[/]")
+        return
+    console.print("Ctrl+C stops it")
+    try:
+        board.processes[-1].wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        board.stop()
+
+
 services_app = typer.Typer(
     help="Start, stop and check the native services of the cluster profile.",
     no_args_is_help=True,
@@ -781,12 +827,30 @@ def demo(
     _replay(settings, rate=settings.stream.replay_rate)
     console.rule("[bold]Ask the documents (RAG)")
     _demo_rag(settings)
+    console.rule("[bold]Dashboard")
+    board = _demo_dashboard(settings)
     console.print(
-        '\nNext: [bold]lakebed sql "SELECT ..."[/] to query silver and gold, '
-        "[bold]lakebed models[/] for the registry, "
-        '[bold]lakebed ask "..." --as bob[/] for the documents, '
-        "[bold]lakebed serve[/] for the API (POST /sql, POST /score, POST /ask)."
+        f"\nOpen [bold]{board}[/] to look at all of it. "
+        '[bold]lakebed sql "SELECT ..."[/] queries silver and gold, '
+        "[bold]lakebed models[/] shows the registry, "
+        '[bold]lakebed ask "..." --as bob[/] asks the documents; the API '
+        "(POST /sql, POST /score, POST /ask) serves the dashboard. "
+        "[bold]lakebed dashboard --stop[/] stops both."
     )
+
+
+def _demo_dashboard(settings: Settings) -> str:
+    """Start the dashboard and its API in the background (replacing a previous demo's)."""
+    from lakebed.dashboard.launcher import DashboardError, start, stop_background
+
+    stop_background(settings)
+    try:
+        with console.status("starting the dashboard and the API"):
+            board = start(settings, background=True)
+    except DashboardError as error:
+        fail(f"the dashboard did not start: {error}")
+    console.print(f"dashboard: [bold]{board.url}[/] (API {board.api_url})")
+    return board.url
 
 
 DEMO_QUESTIONS = (

@@ -85,6 +85,19 @@ class FraudSettings(BaseModel):
         return self
 
 
+class DashboardSettings(BaseModel):
+    """The Streamlit dashboard (``lakebed dashboard``) and the API it talks to."""
+
+    model_config = {"extra": "forbid"}
+
+    host: str = Field("127.0.0.1", description="dashboard bind address (loopback by default)")
+    port: int = Field(8501, gt=0, lt=65536)
+    api_url: str | None = Field(
+        None,
+        description="the API to show; empty: serve.host:serve.port, started if not answering",
+    )
+
+
 class StreamSettings(BaseModel):
     """The real-time engine: where Kafka and Redis are (cluster profile), micro-batches."""
 
@@ -166,6 +179,7 @@ class Settings(BaseSettings):
     fraud: FraudSettings = Field(FraudSettings(), description="fraud model training and scoring")
     stream: StreamSettings = Field(StreamSettings(), description="the real-time fraud engine")
     rag: RagSettings = Field(RagSettings(), description="the RAG service over internal documents")
+    dashboard: DashboardSettings = Field(DashboardSettings(), description="the web dashboard")
 
     @classmethod
     def settings_customise_sources(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -187,3 +188,64 @@ def test_asking_before_indexing_is_a_503(tmp_path: Path) -> None:
     assert status == 503
     assert body["error"] == "no_index"
     assert "lakebed index" in str(body["message"])
+
+
+def test_a_cited_document_opens_for_a_reader_who_may_read_it(client: TestClient) -> None:
+    response = client.get("/documents/runbooks/replay-kafka-topic.md", params={"user": "bob"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["document"] == "runbooks/replay-kafka-topic.md"
+    assert "engineering" in body["groups"]
+    # Every citation's anchor is one of the sections the reader can open.
+    answer = client.post("/ask", json={"question": "How do I replay a Kafka topic?", "user": "bob"})
+    assert answer.status_code == 200
+    anchors = {section["anchor"] for section in body["sections"]}
+    links = [c["link"] for c in answer.json()["citations"] if c["document"] == body["document"]]
+    assert links
+    for link in links:
+        assert "#" + link.partition("#")[2] in anchors
+
+
+@pytest.mark.parametrize(
+    "doc_id",
+    [
+        "runbooks/replay-kafka-topic.md",  # exists, but not for dave
+        "runbooks/no-such-runbook.md",  # does not exist
+        "../users.toml",  # outside the corpus
+        "access.toml",  # the rules themselves
+        "%2Fetc%2Fpasswd",
+    ],
+)
+def test_a_document_dave_may_not_read_reads_as_missing(client: TestClient, doc_id: str) -> None:
+    response = client.get(f"/documents/{doc_id}", params={"user": "dave"})
+    missing = client.get("/documents/no/such/file.md", params={"user": "dave"})
+    assert response.json()["message"].replace(unquote(doc_id), "X") in (
+        missing.json()["message"].replace("no/such/file.md", "X"),
+        "not found",  # a path the client normalised out of the API's routes
+    )
+    assert response.status_code == 404, response.text
+    body = response.json()
+    assert body["error"] == "not_found"
+    assert "engineering" not in response.text
+
+
+def test_documents_need_a_known_user(client: TestClient) -> None:
+    assert client.get("/documents/handbook/glossary.md").status_code == 403
+    assert (
+        client.get("/documents/handbook/glossary.md", params={"user": "mallory"}).status_code == 403
+    )
+    assert client.get("/documents/handbook/glossary.md", params={"user": "dave"}).status_code == 200
+
+
+def test_users_are_listed_until_tokens_are_used(rag: RagService, tmp_path: Path) -> None:
+    listed = TestClient(create_app(rag.settings, rag=rag)).get("/users").json()
+    assert listed["tokens"] is False
+    assert {u["name"] for u in listed["users"]} == {"alice", "bob", "carol", "dave", "erin"}
+    users = tmp_path / "users.toml"
+    digest = hashlib.sha256(b"s3cret").hexdigest()
+    users.write_text(f'[users.carol]\ngroups = ["all"]\ntoken_sha256 = "{digest}"\n')
+    settings = rag.settings.model_copy(
+        update={"rag": rag.settings.rag.model_copy(update={"users_file": users})}
+    )
+    hidden = TestClient(create_app(settings, rag=rag)).get("/users").json()
+    assert hidden == {"tokens": True, "users": []}

@@ -24,7 +24,7 @@ KEEP_RUNS = 200
 
 
 @dataclass(frozen=True)
-class TestResult:
+class DbtTest:
     name: str
     status: str  # pass, fail, error, warn, skipped
     message: str
@@ -40,7 +40,7 @@ class RunRecord:
     unparsed_rows: int
     skipped: str | None  # why dbt did not run
     models: dict[str, int] = field(default_factory=dict)  # status -> count
-    tests: list[TestResult] = field(default_factory=list)
+    tests: list[DbtTest] = field(default_factory=list)
     published: dict[str, str] = field(default_factory=dict)  # table -> mode
 
     @property
@@ -60,7 +60,7 @@ class RunRecord:
             skipped=report.skipped,
             models=dict(build.counts("model")) if build else {},
             tests=[
-                TestResult(node.name, node.status, node.message)
+                DbtTest(node.name, node.status, node.message)
                 for node in (build.nodes if build else [])
                 if node.kind == "test"
             ],
@@ -69,7 +69,7 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
-        tests = [TestResult(**test) for test in data.get("tests", [])]
+        tests = [DbtTest(**test) for test in data.get("tests", [])]
         return cls(**{**data, "tests": tests})
 
 

@@ -50,6 +50,7 @@ from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lakebed.config import Settings
 from lakebed.fraud.dataset import NoTrainingDataError
@@ -469,6 +470,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DocumentNotFoundError, _handler(404, "not_found"))
     app.add_exception_handler(NotFoundError, _handler(404, "not_found"))
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal)
 
 
@@ -480,6 +482,14 @@ def _invalid_request(_: Request, error: Exception) -> JSONResponse:
         where = ".".join(str(part) for part in problem["loc"] if part != "body") or "body"
         lines.append(f"{where}: {problem['msg']}")
     return _error(422, "invalid_request", "; ".join(lines) or "invalid request body")
+
+
+def _http_error(_: Request, error: Exception) -> JSONResponse:
+    """Routing's own errors (no such path, wrong method) in the same shape as ours."""
+    status = error.status_code if isinstance(error, StarletteHTTPException) else 500
+    kind = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+    detail = getattr(error, "detail", None) or "error"
+    return _error(status, kind, str(detail).lower())
 
 
 def _internal(_: Request, error: Exception) -> JSONResponse:

@@ -1,0 +1,1 @@
+"""The Lakebed dashboard: a Streamlit app over the HTTP API (``lakebed dashboard``)."""
