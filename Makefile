@@ -30,7 +30,8 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-# What the tests of the real services need besides Python (Redis, kcat, Java, Maven), and
+# What the tests of the real services need besides Python (Redis, kcat, Java, Maven, and
+# Chromium for the dashboard's browser tests), and
 # the Weaviate server, compiled once with Go into ~/.cache/lakebed (about 5 minutes cold).
 services:
 	bash deploy/packages.sh
@@ -46,6 +47,7 @@ bench: setup services
 	$(BIN)/python benchmarks/bench_fraud.py
 	$(BIN)/python benchmarks/bench_stream.py
 	$(BIN)/python benchmarks/bench_rag.py
+	$(BIN)/python benchmarks/bench_dashboard.py
 
 # Re-pin every dependency to what is installed now (run after changing pyproject.toml).
 lock: setup

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import socket
 import statistics
 import time
 from collections.abc import Callable
@@ -30,7 +31,6 @@ from pathlib import Path
 
 import httpx
 from playwright.sync_api import Page, sync_playwright
-from tests.dashboard.conftest import free_port
 
 from lakebed.config import Settings
 from lakebed.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, IDLE
@@ -43,6 +43,14 @@ PAGES: dict[str, tuple[str, str]] = {
     "alerts": ("latency_histogram", "Latest alerts"),
     "ask": ("", "Ask as"),
 }
+
+
+def free_port(start: int) -> int:
+    for port in range(start, start + 500):
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise RuntimeError(f"no free port from {start}")
 
 
 def api_calls(base: str) -> dict[str, Callable[[httpx.Client], object]]:
@@ -86,6 +94,10 @@ def main() -> None:
     parser.add_argument("--data-home", type=Path, default=Path("lakebed-data"))
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    needed = ["lakehouse/runs.jsonl", "mlflow/mlflow.db", "stream/activity.db", "rag/lancedb"]
+    missing = [name for name in needed if not (args.data_home / name).exists()]
+    if missing:
+        raise SystemExit(f"{args.data_home} lacks {', '.join(missing)}: run `make demo` first")
     base = Settings(data_home=args.data_home)
     settings = base.model_copy(
         update={

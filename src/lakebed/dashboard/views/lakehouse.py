@@ -102,7 +102,8 @@ def _last_run(run: dict[str, Any] | None, build: dict[str, Any] | None) -> None:
         st.info("no pipeline run recorded yet: run `lakebed run` (or `make demo`)")
         return
     columns = st.columns(4)
-    columns[0].metric("finished (UTC)", run["finished_at"][:19].replace("T", " "))
+    day, _, clock = run["finished_at"][:19].partition("T")
+    columns[0].metric(f"finished {day} (UTC)", clock)
     columns[1].metric("files ingested", f"{run['files_ingested']:,}")
     columns[2].metric("rows ingested", f"{run['rows_ingested']:,}")
     columns[3].metric("files already ingested", f"{run['files_unchanged']:,}")
