@@ -3,7 +3,7 @@
 Playwright (the system browser: nothing is downloaded).
 
 Three dashboards: one over a data home with everything in it (the default world's
-lakehouse and trained models, the indexed documents, a stream that ran), one over an
+lakehouse and trained models, the indexed documents; the alerts test runs the stream), one over an
 empty data home, and one whose API is down.
 """
 
@@ -36,8 +36,8 @@ def free_port(start: int) -> int:
 
 
 def serve(settings: Settings, api_url: str | None = None) -> Dashboard:
-    api_port = free_port(18700)
-    board_port = free_port(18800)
+    api_port = free_port(17100)
+    board_port = free_port(17200)
     configured = settings.model_copy(
         update={
             "serve": settings.serve.model_copy(update={"port": api_port}),
@@ -60,23 +60,23 @@ def full_home(trained: Trained) -> Settings:
     return trained.settings
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dashboard(full_home: Settings) -> Iterator[Dashboard]:
     board = serve(full_home)
     yield board
     board.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def empty_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     board = serve(Settings(data_home=tmp_path_factory.mktemp("empty-home")))
     yield board
     board.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def api_down_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
-    closed = free_port(18900)
+    closed = free_port(17300)
     home = tmp_path_factory.mktemp("no-api")
     board = serve(Settings(data_home=home), api_url=f"http://127.0.0.1:{closed}")
     yield board

@@ -29,7 +29,7 @@ def _alive(pid: int) -> bool:
 def test_background_dashboard_starts_its_api_and_stops_both(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    api_port, board_port = free_port(18950), free_port(18960)
+    api_port, board_port = free_port(17400), free_port(17410)
     monkeypatch.setenv("LAKEBED_SERVE__PORT", str(api_port))
     monkeypatch.setenv("LAKEBED_DASHBOARD__PORT", str(board_port))
     started = runner.invoke(app, ["dashboard", "--background", "--data-home", "home"])
