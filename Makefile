@@ -30,12 +30,13 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-# What the tests of the real services need besides Python (Redis, kcat, Java, Maven, and
-# Chromium for the dashboard's browser tests), and
-# the Weaviate server, compiled once with Go into ~/.cache/lakebed (about 5 minutes cold).
+# What the tests of the real services need besides Python (Redis, PostgreSQL, kcat, Java,
+# Maven, and Chromium for the dashboard's browser tests), and the Weaviate and SeaweedFS
+# (S3) servers, compiled once with Go into ~/.cache/lakebed (about 5 and 7 minutes cold).
 services:
 	bash deploy/packages.sh
 	bash deploy/weaviate/weaviate.sh build
+	bash deploy/seaweedfs/seaweedfs.sh build
 
 unit: setup services
 	$(BIN)/pytest

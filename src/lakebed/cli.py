@@ -41,7 +41,13 @@ if TYPE_CHECKING:
     from lakebed.fraud.train import TrainingReport
     from lakebed.rag.service import RagService
     from lakebed.serve.engine import SqlEngine
-    from lakebed.services import KafkaCluster, RedisServer, WeaviateServer
+    from lakebed.services import (
+        KafkaCluster,
+        PostgresServer,
+        RedisServer,
+        SeaweedfsServer,
+        WeaviateServer,
+    )
 
 app = typer.Typer(
     help="Lakebed: an open data & AI platform for card payments, laptop to cluster.",
@@ -496,15 +502,22 @@ services_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(services_app, name="services")
-SERVICES = ("kafka", "redis", "weaviate")
+SERVICES = ("kafka", "redis", "weaviate", "postgres", "seaweedfs")
 
 
 def _service(
     name: str, settings: Settings, brokers: int
-) -> KafkaCluster | RedisServer | WeaviateServer:
-    from urllib.parse import urlsplit
+) -> KafkaCluster | RedisServer | WeaviateServer | PostgresServer | SeaweedfsServer:
+    from urllib.parse import unquote, urlsplit
 
-    from lakebed.services import KafkaCluster, RedisServer, WeaviateServer, service_home
+    from lakebed.services import (
+        KafkaCluster,
+        PostgresServer,
+        RedisServer,
+        SeaweedfsServer,
+        WeaviateServer,
+        service_home,
+    )
 
     if name not in SERVICES:
         fail(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
@@ -515,13 +528,38 @@ def _service(
     if name == "weaviate":
         http_port = urlsplit(settings.rag.weaviate_url).port or 8080
         return WeaviateServer(home, http_port, settings.rag.weaviate_grpc_port)
+    lake = settings.lake
+    if name == "postgres":
+        # The server that lake.catalog_uri names, when it names a PostgreSQL one.
+        catalog = urlsplit(lake.catalog_uri or "")
+        if not catalog.scheme.startswith("postgresql"):
+            return PostgresServer(home)
+        return PostgresServer(
+            home,
+            port=catalog.port or 15432,
+            user=unquote(catalog.username or "lakebed"),
+            password=unquote(catalog.password or "lakebed"),
+            database=unquote(catalog.path.lstrip("/")) or "lakebed",
+        )
+    if name == "seaweedfs":
+        # The S3 server that lake.s3_endpoint names, with the lake's keys and bucket.
+        warehouse = urlsplit(lake.warehouse or "")
+        return SeaweedfsServer(
+            home,
+            s3_port=urlsplit(lake.s3_endpoint or "").port or 19000,
+            access_key=lake.s3_access_key or "lakebed",
+            secret_key=(
+                lake.s3_secret_key.get_secret_value() if lake.s3_secret_key else "lakebed-secret"
+            ),
+            bucket=warehouse.netloc if warehouse.scheme.startswith("s3") else "lakebed",
+        )
     port = urlsplit(settings.stream.redis_url.get_secret_value()).port or 6379
     return RedisServer(home, port=port)
 
 
 @services_app.command("up")
 def services_up(
-    names: Annotated[list[str], typer.Argument(help="kafka, redis and/or weaviate")],
+    names: Annotated[list[str], typer.Argument(help=f"any of {', '.join(SERVICES)}")],
     brokers: Annotated[int, typer.Option(help="Kafka brokers (1, or 3 for a cluster).")] = 1,
     data_home: Annotated[Path | None, typer.Option(help="Data home.")] = None,
 ) -> None:
@@ -541,7 +579,7 @@ def services_up(
 
 @services_app.command("down")
 def services_down(
-    names: Annotated[list[str], typer.Argument(help="kafka, redis and/or weaviate")],
+    names: Annotated[list[str], typer.Argument(help=f"any of {', '.join(SERVICES)}")],
     data_home: Annotated[Path | None, typer.Option(help="Data home.")] = None,
 ) -> None:
     """Stop services (their data stays in the data home)."""

@@ -34,13 +34,25 @@ def config_file() -> Path:
 
 class LakeSettings(BaseModel):
     """Where the Iceberg catalog and warehouse live. Empty means the profile's default:
-    SQLite and a folder under the data home for the local profile."""
+    SQLite and a folder under the data home for the local profile. The ``s3_*`` settings
+    reach an ``s3://`` warehouse on any S3-compatible server (the cluster profile's)."""
 
     model_config = {"extra": "forbid"}
 
     catalog_uri: str | None = Field(None, description="SQLAlchemy URI of the SQL catalog")
     warehouse: str | None = Field(None, description="warehouse location (file:// or s3://)")
     ingest_batch_files: int = Field(32, gt=0, description="landing files per bronze commit")
+    s3_endpoint: str | None = Field(
+        None, description="S3 API address, e.g. http://127.0.0.1:19000; empty: AWS"
+    )
+    s3_region: str = Field("us-east-1", description="S3 region (self-hosted servers ignore it)")
+    s3_access_key: str | None = Field(None, description="S3 access key id")
+    s3_secret_key: SecretStr | None = Field(None, description="S3 secret access key")
+    s3_path_style: bool = Field(
+        True,
+        description="bucket in the URL path, as self-hosted S3 servers need; "
+        "false: virtual-hosted (bucket.host)",
+    )
 
 
 class ServeSettings(BaseModel):

@@ -1,4 +1,6 @@
-"""Kafka, Redis and Weaviate as plain local processes, for tests and the cluster profile on one box.
+"""Kafka, Redis, Weaviate, PostgreSQL and SeaweedFS (S3) as plain local processes.
+
+For tests and the cluster profile on one box.
 
 The work is done by the shell scripts in the repository's ``deploy/`` folder, so that a
 developer, CI and Python all start the same services the same way; this module only
@@ -8,10 +10,12 @@ into an exception that carries the script's own explanation.
 
 from __future__ import annotations
 
+import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 if TYPE_CHECKING:
     from lakebed.config import Settings
@@ -19,10 +23,16 @@ if TYPE_CHECKING:
 # The first `up` on a machine may fetch Kafka's jars from Maven Central (minutes on
 # a slow link); anything longer than this is a hang, not a download.
 _SCRIPT_TIMEOUT_S = 900.0
-# The first Weaviate `up` compiles the server from source: about 5 minutes on two
-# cores with the module downloads, more on a slower machine or link.
+# The first Weaviate or SeaweedFS `up` compiles the server from source: 5 to 7 minutes
+# on two cores with the module downloads, more on a slower machine or link.
 _BUILD_TIMEOUT_S = 2700.0
-_SCRIPTS = ("kafka/kafka.sh", "redis/redis.sh", "weaviate/weaviate.sh")
+_SCRIPTS = (
+    "kafka/kafka.sh",
+    "redis/redis.sh",
+    "weaviate/weaviate.sh",
+    "postgres/postgres.sh",
+    "seaweedfs/seaweedfs.sh",
+)
 
 
 class ServiceError(RuntimeError):
@@ -47,7 +57,10 @@ def deploy_dir() -> Path:
 
 
 def _run(
-    script: Path, *args: str, timeout: float = _SCRIPT_TIMEOUT_S
+    script: Path,
+    *args: str,
+    timeout: float = _SCRIPT_TIMEOUT_S,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     # Through bash, so a checkout that lost its executable bits still works.
     try:
@@ -57,6 +70,8 @@ def _run(
             text=True,
             check=False,
             timeout=timeout,
+            # A script's settings (credentials) on top of the caller's environment.
+            env=None if env is None else {**os.environ, **env},
         )
     except subprocess.TimeoutExpired as exc:
         raise ServiceError(
@@ -64,8 +79,13 @@ def _run(
         ) from exc
 
 
-def _check(script: Path, *args: str, timeout: float = _SCRIPT_TIMEOUT_S) -> None:
-    result = _run(script, *args, timeout=timeout)
+def _check(
+    script: Path,
+    *args: str,
+    timeout: float = _SCRIPT_TIMEOUT_S,
+    env: dict[str, str] | None = None,
+) -> None:
+    result = _run(script, *args, timeout=timeout, env=env)
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip()
         raise ServiceError(
@@ -180,6 +200,121 @@ class WeaviateServer:
             str(self.http_port),
             str(self.grpc_port),
             timeout=_BUILD_TIMEOUT_S,
+        )
+
+    def down(self) -> None:
+        _check(self._script, "down", str(self.home))
+
+    def healthy(self) -> bool:
+        return _run(self._script, "health", str(self.home)).returncode == 0
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """One PostgreSQL cluster (Debian's server) with its data under ``home``, kept across restarts.
+
+    ``up`` creates ``user`` with ``password`` (checked on TCP, scram-sha-256) and the
+    database ``database`` owned by it. Run as root, the server runs as the ``postgres``
+    system user, which must be able to reach ``home`` (pytest's 0700 temporary
+    folders are out of its reach; a folder under /tmp is not).
+    """
+
+    home: Path
+    port: int = 15432
+    user: str = "lakebed"
+    password: str = field(default="lakebed", repr=False)
+    database: str = "lakebed"
+
+    @property
+    def url(self) -> str:
+        """The database's address without the password (safe to print)."""
+        return f"postgresql://{quote(self.user, safe='')}@127.0.0.1:{self.port}/{self._db}"
+
+    @property
+    def catalog_uri(self) -> str:
+        """The SQLAlchemy URL with the password: ``lake.catalog_uri`` for this server."""
+        return (
+            f"postgresql+psycopg2://{quote(self.user, safe='')}:{quote(self.password, safe='')}"
+            f"@127.0.0.1:{self.port}/{self._db}"
+        )
+
+    @property
+    def _db(self) -> str:
+        return quote(self.database, safe="")
+
+    @property
+    def _script(self) -> Path:
+        return deploy_dir() / "postgres" / "postgres.sh"
+
+    @property
+    def _env(self) -> dict[str, str]:
+        return {
+            "LAKEBED_PG_USER": self.user,
+            "LAKEBED_PG_PASSWORD": self.password,
+            "LAKEBED_PG_DATABASE": self.database,
+        }
+
+    def up(self) -> None:
+        """Idempotent; returns once the database accepts connections from ``user``."""
+        _check(self._script, "up", str(self.home), str(self.port), env=self._env)
+
+    def down(self) -> None:
+        _check(self._script, "down", str(self.home))
+
+    def healthy(self) -> bool:
+        return _run(self._script, "health", str(self.home)).returncode == 0
+
+
+@dataclass(frozen=True)
+class SeaweedfsServer:
+    """One SeaweedFS (master, volume, filer and S3 gateway in one process), data kept in ``home``.
+
+    Lakebed uses it only through the S3 API, so any S3-compatible server can take its
+    place. ``up`` creates ``bucket``; requests are signed (SigV4) with the one key pair.
+    Besides S3 on ``s3_port`` it opens ``s3_port + 1`` to ``+ 3`` and ``+ 10`` to ``+ 14``,
+    so two servers need S3 ports at least 15 apart.
+    """
+
+    home: Path
+    s3_port: int = 19000
+    access_key: str = "lakebed"
+    secret_key: str = field(default="lakebed-secret", repr=False)
+    bucket: str = "lakebed"
+
+    @property
+    def endpoint(self) -> str:
+        """The S3 endpoint (path-style addressing: ``<endpoint>/<bucket>/<key>``)."""
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def url(self) -> str:
+        return self.endpoint
+
+    @property
+    def _script(self) -> Path:
+        return deploy_dir() / "seaweedfs" / "seaweedfs.sh"
+
+    @property
+    def _env(self) -> dict[str, str]:
+        return {
+            "LAKEBED_S3_ACCESS_KEY": self.access_key,
+            "LAKEBED_S3_SECRET_KEY": self.secret_key,
+            "LAKEBED_S3_BUCKET": self.bucket,
+        }
+
+    def build(self) -> None:
+        """Compile the server into the shared cache if it is not there (minutes, once)."""
+        _check(self._script, "build", timeout=_BUILD_TIMEOUT_S)
+
+    def up(self) -> None:
+        """Idempotent; returns once S3 answers and ``bucket`` exists."""
+        _check(
+            self._script,
+            "up",
+            str(self.home),
+            str(self.s3_port),
+            timeout=_BUILD_TIMEOUT_S,
+            env=self._env,
         )
 
     def down(self) -> None:
