@@ -118,12 +118,16 @@ def main() -> None:
                     call(http)
                     times.append(time.perf_counter() - t)
                 api[path] = min(times)
+            recent = http.get("/stream/activity", params={"minutes": 60}).json()
+        pages = dict(PAGES)
+        if not recent["transactions"]:  # the page draws no chart without recent activity
+            pages["alerts"] = ("", "Latest alerts")
         cold, warm = {}, {}
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
             )
-            for path, (chart, text) in PAGES.items():
+            for path, (chart, text) in pages.items():
                 context = browser.new_context(viewport={"width": 1400, "height": 1000})
                 page = context.new_page()
                 cold[path] = render(page, f"{board.url}/{path}", chart, text)
@@ -136,11 +140,11 @@ def main() -> None:
     finally:
         board.stop()
     print(f"machine: {platform.processor() or platform.machine()}, data home {args.data_home}")
-    print(f"start-up (API {'started' if board.api_started else 'reused'} + Streamlit): "
-          f"{started:.1f} s")  # fmt: skip
+    parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in board.startup_s.items())
+    print(f"start-up until both answer: {started:.1f} s ({parts})")
     print(f"{'page':<10} {'API calls':>10} {'first render':>13} {'warm render':>12}")
-    for path in PAGES:
-        name = path or "lakehouse"
+    for path in pages:
+        name = (path or "lakehouse") + ("" if pages[path][0] else " (no chart)")
         print(f"{name:<10} {api[path] * 1000:>8.0f} ms {cold[path]:>11.2f} s {warm[path]:>10.2f} s")
 
 

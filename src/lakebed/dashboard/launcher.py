@@ -38,6 +38,7 @@ class Dashboard:
     api_url: str
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     api_started: bool = False
+    startup_s: dict[str, float] = field(default_factory=dict)  # "api", "app": until healthy
 
     def api_answering(self) -> bool:
         return _answers(f"{self.api_url}/health")
@@ -128,11 +129,15 @@ def start(settings: Settings, background: bool = False) -> Dashboard:
             api = _spawn(command, environment, log, background)
             dashboard.processes.append(api)
             dashboard.api_started = True
+            began = time.perf_counter()
             _wait(f"{dashboard.api_url}/health", api, "the API", log)
+            dashboard.startup_s["api"] = time.perf_counter() - began
         log = folder / "streamlit.log"
+        began = time.perf_counter()
         app = _spawn(streamlit_command(settings), environment, log, background)
         dashboard.processes.append(app)
         _wait(f"{dashboard.url}/_stcore/health", app, "the dashboard", log)
+        dashboard.startup_s["app"] = time.perf_counter() - began
     except BaseException:
         dashboard.stop()
         raise
