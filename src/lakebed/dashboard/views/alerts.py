@@ -64,19 +64,27 @@ def _figures(activity: dict[str, Any], minutes: float) -> None:
         return
     left, right = st.columns(2)
     with left:
-        times = [datetime.fromtimestamp(b["start"], UTC) for b in activity["buckets"]]
-        rate = [b["transactions"] / activity["bucket_seconds"] for b in activity["buckets"]]
-        figure = go.Figure(go.Bar(x=times, y=rate, name="transactions/s"))
+        buckets = activity["buckets"]
+        width_s = activity["bucket_seconds"]
+        # Bars at their bucket's middle, one bucket wide, on the whole window: a burst
+        # shows as a burst, not as a bar stretched over the chart.
+        times = [datetime.fromtimestamp(b["start"] + width_s / 2, UTC) for b in buckets]
+        rate = [b["transactions"] / width_s for b in buckets]
+        figure = go.Figure(
+            go.Bar(x=times, y=rate, width=[width_s * 1000] * len(buckets), name="transactions/s")
+        )
         figure.add_trace(
             go.Scatter(
-                x=times, y=[b["p99_ms"] for b in activity["buckets"]], name="p99 ms",
-                yaxis="y2", mode="lines+markers",
+                x=times, y=[b["p99_ms"] for b in buckets], name="p99 ms",
+                yaxis="y2", mode="markers",
             )
         )  # fmt: skip
+        window = [datetime.fromtimestamp(activity[edge], UTC) for edge in ("since", "until")]
         figure.update_layout(
             title=f"Throughput and p99 latency, last {minutes:g} min",
+            xaxis={"range": window, "type": "date"},
             yaxis={"title": "transactions/s"},
-            yaxis2={"title": "p99 ms", "overlaying": "y", "side": "right", "type": "log"},
+            yaxis2={"title": "p99 ms", "overlaying": "y", "side": "right", "rangemode": "tozero"},
             legend={"orientation": "h"},
         )
         plot(figure, "throughput")
