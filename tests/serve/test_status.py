@@ -145,3 +145,22 @@ def test_bad_windows_are_a_422(tmp_path: Path, minutes: int) -> None:
     response = client.get("/stream/activity", params={"minutes": minutes})
     assert response.status_code == 422
     assert response.json()["error"] == "invalid_request"
+
+
+def test_the_api_reads_what_the_engine_recorded(tmp_path: Path) -> None:
+    settings = Settings(data_home=tmp_path)
+    writer = Activity.open(settings)
+    alert = b'{"transaction_id": "tx_9", "probability": 0.97, "decision": "block", "reasons": []}'
+    writer.record("worker-0", 3, [alert], 1, [4.0, 5.0, 6.0])
+    client = TestClient(create_app(settings))
+    activity = client.get("/stream/activity", params={"minutes": 5}).json()
+    assert (activity["transactions"], activity["alerts"], activity["dead_letters"]) == (3, 1, 1)
+    assert activity["message"] is None
+    assert sum(activity["histogram"]["counts"]) == 3
+    assert len(activity["histogram"]["edges_ms"]) == len(activity["histogram"]["counts"]) + 1
+    [shown] = client.get("/stream/alerts").json()["alerts"]
+    assert (shown["transaction_id"], shown["decision"]) == ("tx_9", "block")
+    # Reading took no lock: the engine keeps writing while the API reads.
+    writer.record("worker-0", 1, [], 0, [1.0])
+    writer.close()
+    assert client.get("/stream/activity").json()["transactions"] == 4

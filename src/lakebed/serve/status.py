@@ -190,7 +190,7 @@ def status_router(settings: Settings) -> APIRouter:
     ) -> AlertsOut:
         if not activity_file(settings).exists():
             return AlertsOut(alerts=[], message=NO_STREAM)
-        activity = Activity.open(settings)
+        activity = Activity.open(settings, readonly=True)
         try:
             return AlertsOut(alerts=activity.alerts(after, limit))
         finally:
@@ -381,7 +381,7 @@ def _activity(settings: Settings, minutes: float, bucket_seconds: float) -> Acti
             dead_letters=0, throughput=0.0, p50_ms=None, p99_ms=None, buckets=[],
             histogram=empty, last_batch_at=None, message=NO_STREAM,
         )  # fmt: skip
-    activity = Activity.open(settings)
+    activity = Activity.open(settings, readonly=True)
     try:
         window = activity.window(minutes * 60, bucket_seconds)
     finally:

@@ -86,20 +86,25 @@ class ActivityWindow:
 
 
 class Activity:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False, timeout=10)
         self._lock = threading.Lock()
+        self._pruned = 0.0
+        if readonly:  # a reader (the API) takes no write lock, not even for the schema
+            self._db = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, timeout=10)
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
-        self._pruned = 0.0
 
     @classmethod
-    def open(cls, settings: Settings) -> Activity:
-        return cls(activity_file(settings))
+    def open(cls, settings: Settings, readonly: bool = False) -> Activity:
+        return cls(activity_file(settings), readonly)
 
     def record(
         self,
