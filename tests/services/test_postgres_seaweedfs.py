@@ -9,9 +9,6 @@ the catalog and the objects. The first run on a machine compiles SeaweedFS with 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -20,88 +17,14 @@ import pytest
 import sqlalchemy
 from pyarrow import fs
 
-from lakebed.config import Settings
 from lakebed.lake.catalog import NAMESPACES, catalog_properties, open_catalog
 from lakebed.services import PostgresServer, SeaweedfsServer, ServiceError, deploy_dir
-from tests.ports import port_free
-
-ACCESS_KEY = "lakebed-test"
-SECRET_KEY = "lakebed-test-secret"
-BUCKET = "lakebed"
-
-
-def _free_port(start: int, span: int) -> int:
-    """From ``start`` up, a port with ``span`` free ports from it (a concurrent run or a
-    developer's own servers must not collide with ours)."""
-    for port in range(start, start + 5000, max(span, 10)):
-        if all(port_free(port + offset) for offset in range(span)):
-            return port
-    raise RuntimeError(f"no {span} free ports from {start}")
-
-
-def _start(server: PostgresServer | SeaweedfsServer, name: str) -> None:
-    try:
-        server.up()
-    except ServiceError as error:
-        pytest.fail(f"{name} could not start in {server.home}:\n{error}", pytrace=False)
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    # Not under pytest's tmp_path: as root the server runs as the postgres user, who
-    # cannot enter pytest's 0700 base folder. /tmp is open to it.
-    home = Path(tempfile.mkdtemp(prefix="lakebed-pg-"))
-    server = PostgresServer(home, port=_free_port(15432, 1), password="s3cr:t@pw")
-    try:
-        _start(server, "PostgreSQL")
-        yield server
-    finally:
-        server.down()
-        shutil.rmtree(home, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedfsServer]:
-    server = SeaweedfsServer(
-        tmp_path_factory.mktemp("seaweedfs"),
-        s3_port=_free_port(19500, 15),
-        access_key=ACCESS_KEY,
-        secret_key=SECRET_KEY,
-        bucket=BUCKET,
-    )
-    try:
-        _start(server, "SeaweedFS")
-        yield server
-    finally:
-        server.down()
-
-
-def _s3(server: SeaweedfsServer, secret_key: str = SECRET_KEY) -> fs.S3FileSystem:
-    return fs.S3FileSystem(
-        access_key=server.access_key,
-        secret_key=secret_key,
-        endpoint_override=server.endpoint,
-        region="us-east-1",
-        force_virtual_addressing=False,
-    )
-
-
-def _cluster_settings(
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    postgres: PostgresServer,
-    seaweedfs: SeaweedfsServer,
-) -> Settings:
-    """The cluster profile as a user configures it: ``LAKEBED_*`` variables."""
-    monkeypatch.setenv("LAKEBED_CONFIG", str(tmp_path / "absent.toml"))
-    monkeypatch.setenv("LAKEBED_PROFILE", "cluster")
-    monkeypatch.setenv("LAKEBED_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.setenv("LAKEBED_LAKE__CATALOG_URI", postgres.catalog_uri)
-    monkeypatch.setenv("LAKEBED_LAKE__WAREHOUSE", f"s3://{BUCKET}/warehouse")
-    monkeypatch.setenv("LAKEBED_LAKE__S3_ENDPOINT", seaweedfs.endpoint)
-    monkeypatch.setenv("LAKEBED_LAKE__S3_ACCESS_KEY", ACCESS_KEY)
-    monkeypatch.setenv("LAKEBED_LAKE__S3_SECRET_KEY", SECRET_KEY)
-    return Settings()
+from tests.cluster import (
+    BUCKET,
+    cluster_settings,
+    free_ports,
+    s3_client,
+)
 
 
 def test_deploy_dir_holds_the_scripts() -> None:
@@ -118,7 +41,7 @@ def test_an_empty_dir_is_unhealthy_and_down_is_harmless(tmp_path: Path) -> None:
 def test_postgres_refuses_a_home_its_user_cannot_reach(tmp_path: Path) -> None:
     # Only as root does the server run as another user (postgres), who cannot enter
     # pytest's 0700 folders; the script must say so instead of failing in initdb.
-    server = PostgresServer(tmp_path / "pg", port=_free_port(15532, 1))
+    server = PostgresServer(tmp_path / "pg", port=free_ports(15532, 1))
     if Path("/proc/self").owner() != "root":
         server.up()
         server.down()
@@ -189,14 +112,14 @@ class TestPostgres:
 class TestSeaweedfs:
     def test_serves_the_bucket_to_signed_requests_only(self, seaweedfs: SeaweedfsServer) -> None:
         assert seaweedfs.healthy()
-        s3 = _s3(seaweedfs)
+        s3 = s3_client(seaweedfs)
         assert s3.get_file_info(BUCKET).type == fs.FileType.Directory
         with s3.open_output_stream(f"{BUCKET}/probe/hello.txt") as out:
             out.write(b"hello")
         with s3.open_input_stream(f"{BUCKET}/probe/hello.txt") as stream:
             assert stream.read() == b"hello"
         with pytest.raises(OSError, match=r"SIGNATURE_DOES_NOT_MATCH|AccessDenied|403"):
-            _s3(seaweedfs, secret_key="wrong").get_file_info(fs.FileSelector(BUCKET))
+            s3_client(seaweedfs, secret_key="wrong").get_file_info(fs.FileSelector(BUCKET))
 
     def test_up_again_is_a_no_op(self, seaweedfs: SeaweedfsServer) -> None:
         pid = (seaweedfs.home / "seaweedfs.pid").read_text()
@@ -208,7 +131,7 @@ class TestSeaweedfs:
         assert not seaweedfs.healthy()
         assert not (seaweedfs.home / "seaweedfs.pid").exists()
         seaweedfs.up()
-        with _s3(seaweedfs).open_input_stream(f"{BUCKET}/probe/hello.txt") as stream:
+        with s3_client(seaweedfs).open_input_stream(f"{BUCKET}/probe/hello.txt") as stream:
             assert stream.read() == b"hello"
 
 
@@ -219,7 +142,7 @@ def test_cluster_profile_round_trip(
     seaweedfs: SeaweedfsServer,
 ) -> None:
     """Catalog in PostgreSQL, data files in the S3 bucket, read back by pyiceberg and Polars."""
-    settings = _cluster_settings(monkeypatch, tmp_path, postgres, seaweedfs)
+    settings = cluster_settings(monkeypatch, tmp_path, postgres, seaweedfs)
     assert settings.profile == "cluster"
     properties = catalog_properties(settings)
     assert properties["s3.endpoint"] == seaweedfs.endpoint
@@ -266,7 +189,9 @@ def test_cluster_profile_round_trip(
         for path in again.inspect.files().column("file_path").to_pylist()
     }
     assert len(data_files) == 2
-    listed = _s3(seaweedfs).get_file_info(fs.FileSelector(f"{BUCKET}/warehouse", recursive=True))
+    listed = s3_client(seaweedfs).get_file_info(
+        fs.FileSelector(f"{BUCKET}/warehouse", recursive=True)
+    )
     objects = {info.path: info.size for info in listed if info.type == fs.FileType.File}
     assert data_files <= objects.keys()
     assert all(objects[path] > 0 for path in data_files)

@@ -81,6 +81,21 @@ class ChangedFileError(ValueError):
     """A landing file changed content while it was being ingested."""
 
 
+class WarehouseWriteError(OSError):
+    """A batch's files could not be written to the warehouse (storage down...). Nothing
+    of the batch is committed: the commit comes after every data file is written, so a
+    rerun ingests the batch again from the start. An ``OSError``, so the flow's retry of
+    transient errors applies."""
+
+    def __init__(self, feed: Feed, batch: list[LandingFile], location: str, error: OSError):
+        reason = (str(error).strip() or type(error).__name__).splitlines()[0]
+        super().__init__(
+            f"bronze.{feed.table}: {len(batch)} landing files ({batch[0].name} .. "
+            f"{batch[-1].name}) could not be written to {location}: {reason}. Nothing of "
+            "this batch was committed; run the ingestion again once the storage answers."
+        )
+
+
 class HeaderMismatchError(ValueError):
     """A CSV export whose header is not the one its bronze table expects."""
 
@@ -205,7 +220,10 @@ def _ingest_feed(
     for batch in _batches(todo, batch_files):
         rows = _batch_rows(feed, batch)
         listed = json.dumps({item.name: item.sha256 for item in batch}, sort_keys=True)
-        table.append(rows, snapshot_properties={LEDGER_PROPERTY: listed})
+        try:
+            table.append(rows, snapshot_properties={LEDGER_PROPERTY: listed})
+        except OSError as error:
+            raise WarehouseWriteError(feed, batch, table.location(), error) from error
         report.batches += 1
         report.files_ingested += len(batch)
         report.rows += rows.num_rows
