@@ -16,6 +16,10 @@
 # `up` take only the directory.
 set -euo pipefail
 
+ME=kafka.sh
+# shellcheck source=SCRIPTDIR/../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 POM="$HERE/pom.xml"
 LOG4J="$HERE/log4j2.properties"
@@ -34,16 +38,6 @@ BROKERS=""
 BASE_PORT=""
 CONTROLLERS=""
 INITIAL_CONTROLLERS=""
-
-die() {
-    echo "kafka.sh: $*" >&2
-    exit 1
-}
-
-usage() {
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//' >&2
-    exit "${1:-2}"
-}
 
 cleanup() {
     if [[ -n "$FETCH_TMP" ]]; then rm -rf "$FETCH_TMP"; fi
@@ -109,12 +103,6 @@ kafka_uuid() {
     done
 }
 
-# Absolute, so that pid checks against /proc match however the dir was named.
-abs_dir() {
-    [[ -d "$1" ]] || die "$1: no such directory"
-    (cd "$1" && pwd)
-}
-
 load_cluster() {
     local dir="$1"
     [[ -f "$dir/cluster.env" ]] || die "$dir holds no cluster (start one with: kafka.sh up $dir)"
@@ -130,23 +118,8 @@ check_index() {
     [[ "$1" =~ ^[0-9]+$ && "$1" -lt "$BROKERS" ]] || die "no node $1: nodes are 0..$((BROKERS - 1))"
 }
 
-# The node's pid if its JVM is running. /proc's command line guards against a
-# recycled pid and a zombie (whose command line is empty).
-node_pid() {
-    local nd="$1/node-$2" pid
-    [[ -f "$nd/pid" ]] || return 0
-    pid="$(cat "$nd/pid")"
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 0
-    # (No grep -q after a pipe, here or below: it can exit before the writer is
-    # done, and under pipefail the writer's SIGPIPE fails the whole check.)
-    if { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -F -- "$nd/server.properties" >/dev/null; then
-        echo "$pid"
-    fi
-}
-
-port_open() {
-    timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
-}
+# The node's pid if its JVM is running.
+node_pid() { live_pid "$1/node-$2/pid" "$1/node-$2/server.properties"; }
 
 # The client port opens before the broker is unfenced (and so before it can
 # host new replicas); "Kafka Server started" is logged after. Only lines written
@@ -154,6 +127,7 @@ port_open() {
 node_started() {
     local nd="$1/node-$2" offset=0
     [[ -f "$nd/log.offset" ]] && offset="$(cat "$nd/log.offset")"
+    # (No grep -q after a pipe: see live_pid in ../lib.sh.)
     tail -c +"$((offset + 1))" "$nd/server.log" 2>/dev/null | grep -F 'Kafka Server started' >/dev/null
 }
 
@@ -226,7 +200,7 @@ format_node() {
 launch_node() {
     local dir="$1" i="$2" nd="$1/node-$2" port
     for port in "$(broker_port "$i")" "$(controller_port "$i")"; do
-        ! port_open "$port" || die "127.0.0.1:$port is taken by another process; node $i of $dir needs it"
+        port_free "$port" "node $i of $dir"
     done
     touch "$nd/server.log"
     stat -c %s "$nd/server.log" >"$nd/log.offset"
@@ -255,16 +229,10 @@ wait_ready() {
     local deadline=$((SECONDS + UP_TIMEOUT_S))
     for i in "$@"; do
         until node_ready "$dir" "$i"; do
-            if [[ -z "$(node_pid "$dir" "$i")" ]]; then
-                echo "kafka.sh: node $i exited while starting; last lines of $dir/node-$i/server.log:" >&2
-                tail -n 30 "$dir/node-$i/server.log" >&2 || true
-                exit 1
-            fi
-            if [[ $SECONDS -ge $deadline ]]; then
-                echo "kafka.sh: node $i not up after ${UP_TIMEOUT_S}s; last lines of $dir/node-$i/server.log:" >&2
-                tail -n 30 "$dir/node-$i/server.log" >&2 || true
-                exit 1
-            fi
+            [[ -n "$(node_pid "$dir" "$i")" ]] ||
+                die_with_log "$dir/node-$i/server.log" "node $i exited while starting"
+            [[ $SECONDS -lt $deadline ]] ||
+                die_with_log "$dir/node-$i/server.log" "node $i not up after ${UP_TIMEOUT_S}s"
             sleep 0.5
         done
     done
@@ -274,8 +242,8 @@ cmd_up() {
     local dir brokers="${2:-1}" base_port="${3:-19092}" i
     [[ "$brokers" == 1 || "$brokers" == 3 ]] ||
         die "brokers must be 1 or 3 (a 3-voter quorum survives one failure; 2 would not), got: $brokers"
-    [[ "$base_port" =~ ^[0-9]+$ && "$base_port" -ge 1024 && "$base_port" -le 65000 ]] ||
-        die "base_port must be a number in 1024..65000, got: $base_port"
+    # Controller ports go up to base_port + 102.
+    check_port base_port "$base_port" 65000
     mkdir -p "$1"
     dir="$(abs_dir "$1")"
     if [[ -f "$dir/cluster.env" ]]; then

@@ -16,6 +16,10 @@
 # then owns <dir> and must be able to reach it.
 set -euo pipefail
 
+ME=postgres.sh
+# shellcheck source=SCRIPTDIR/../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+
 UP_TIMEOUT_S=30
 DOWN_TIMEOUT_S=20
 PG_USER="${LAKEBED_PG_USER:-lakebed}"
@@ -24,21 +28,6 @@ PG_DATABASE="${LAKEBED_PG_DATABASE:-lakebed}"
 PG_BIN=""
 # How the server's commands run: as the postgres user when we are root.
 AS=()
-
-die() {
-    echo "postgres.sh: $*" >&2
-    exit 1
-}
-
-usage() {
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//' >&2
-    exit "${1:-2}"
-}
-
-abs_dir() {
-    [[ -d "$1" ]] || die "$1: no such directory"
-    (cd "$1" && pwd)
-}
 
 # The newest server Debian installed, e.g. /usr/lib/postgresql/15/bin.
 find_bin() {
@@ -89,20 +78,8 @@ port_of() {
     sed -n 's/^PORT=//p' "$1/postgres.env" 2>/dev/null
 }
 
-# The postmaster's pid if it is running; /proc guards against a recycled pid.
-server_pid() {
-    local pid
-    [[ -f "$1/data/postmaster.pid" ]] || return 0
-    pid="$(head -n 1 "$1/data/postmaster.pid")"
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 0
-    if { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -F postgres >/dev/null; then
-        echo "$pid"
-    fi
-}
-
-port_open() {
-    timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
-}
+# The postmaster's pid if it is running.
+server_pid() { live_pid "$1/data/postmaster.pid" postgres; }
 
 accepting() {
     find_bin || return 1
@@ -150,8 +127,7 @@ SQL
 
 cmd_up() {
     local dir port="${2:-15432}" pid
-    [[ "$port" =~ ^[0-9]+$ && "$port" -ge 1024 && "$port" -le 65535 ]] ||
-        die "port must be a number in 1024..65535, got: $port"
+    check_port port "$port"
     mkdir -p "$1"
     dir="$(abs_dir "$1")"
     # The socket path (<dir>/.s.PGSQL.<port>) must fit in a sockaddr_un.
@@ -164,25 +140,19 @@ cmd_up() {
         running="$(port_of "$dir")"
         [[ "$running" == "$port" ]] || die "$dir already serves PostgreSQL on port ${running:-?} (pid $pid)"
     else
-        ! port_open "$port" || die "127.0.0.1:$port is taken by another process"
+        port_free "$port"
         [[ -f "$dir/data/PG_VERSION" ]] || init_cluster "$dir"
         echo "PORT=$port" >"$dir/postgres.env"
         echo "port = $port" | "${AS[@]}" tee "$dir/data/lakebed.conf" >/dev/null
         # pg_ctl -w returns once the server accepts connections (or failed).
         "${AS[@]}" "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w \
-            -t "$UP_TIMEOUT_S" start >/dev/null 2>&1 || {
-            echo "postgres.sh: the server did not start; last lines of $dir/postgres.log:" >&2
-            tail -n 30 "$dir/postgres.log" >&2 || true
-            exit 1
-        }
+            -t "$UP_TIMEOUT_S" start >/dev/null 2>&1 ||
+            die_with_log "$dir/postgres.log" "the server did not start"
     fi
     local deadline=$((SECONDS + UP_TIMEOUT_S))
     until accepting "$port"; do
-        if [[ $SECONDS -ge $deadline ]]; then
-            echo "postgres.sh: not accepting connections on 127.0.0.1:$port after ${UP_TIMEOUT_S}s; last lines of $dir/postgres.log:" >&2
-            tail -n 30 "$dir/postgres.log" >&2 || true
-            exit 1
-        fi
+        [[ $SECONDS -lt $deadline ]] ||
+            die_with_log "$dir/postgres.log" "not accepting connections on 127.0.0.1:$port after ${UP_TIMEOUT_S}s"
         sleep 0.1
     done
     create_role_and_database "$dir" "$port" || die "could not create the role $PG_USER and the database $PG_DATABASE"
@@ -190,39 +160,22 @@ cmd_up() {
 }
 
 cmd_down() {
-    local dir pid
+    local dir
     # Nothing to stop is not an error: cleanup paths call down after a failed up.
     [[ -d "$1" ]] || return 0
     dir="$(abs_dir "$1")"
-    pid="$(server_pid "$dir")"
-    [[ -n "$pid" ]] || return 0
     # SIGINT is PostgreSQL's "fast" shutdown: roll back open transactions,
     # checkpoint, exit. KILL only costs crash recovery at the next start.
-    kill -INT "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + DOWN_TIMEOUT_S))
-    while [[ -n "$(server_pid "$dir")" && $SECONDS -lt $deadline ]]; do sleep 0.1; done
-    if [[ -n "$(server_pid "$dir")" ]]; then
-        echo "postgres.sh: still running after ${DOWN_TIMEOUT_S}s; SIGKILL" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-        while [[ -n "$(server_pid "$dir")" ]]; do sleep 0.1; done
-    fi
+    # postmaster.pid is PostgreSQL's own (it guards the data directory): left alone.
+    stop_server INT "$DOWN_TIMEOUT_S" server_pid "$dir"
 }
 
 cmd_health() {
-    local dir port pid
+    local dir port
     dir="$(abs_dir "$1")"
     port="$(port_of "$dir")"
     [[ -n "$port" ]] || { echo "postgres $dir down (never started)"; return 1; }
-    pid="$(server_pid "$dir")"
-    if [[ -z "$pid" ]]; then
-        echo "postgres 127.0.0.1:$port down"
-        return 1
-    fi
-    if ! accepting "$port"; then
-        echo "postgres 127.0.0.1:$port not accepting connections (pid $pid)"
-        return 1
-    fi
-    echo "postgres 127.0.0.1:$port up (pid $pid)"
+    health_report "postgres 127.0.0.1:$port" "$(server_pid "$dir")" "not accepting connections" "" accepting "$port"
 }
 
 main() {

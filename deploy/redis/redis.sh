@@ -7,23 +7,12 @@
 #   redis.sh health <dir> [port]       the port defaults to the one `up` used
 set -euo pipefail
 
+ME=redis.sh
+# shellcheck source=SCRIPTDIR/../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+
 UP_TIMEOUT_S=20
 DOWN_TIMEOUT_S=10
-
-die() {
-    echo "redis.sh: $*" >&2
-    exit 1
-}
-
-usage() {
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//' >&2
-    exit "${1:-2}"
-}
-
-abs_dir() {
-    [[ -d "$1" ]] || die "$1: no such directory"
-    (cd "$1" && pwd)
-}
 
 ensure_redis() {
     command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 && return 0
@@ -42,20 +31,8 @@ ensure_redis() {
     fi
 }
 
-# The server's pid if it is running; /proc guards against a recycled pid.
-server_pid() {
-    local pid
-    [[ -f "$1/redis.pid" ]] || return 0
-    pid="$(cat "$1/redis.pid")"
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 0
-    if { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -F redis-server >/dev/null; then
-        echo "$pid"
-    fi
-}
-
-port_open() {
-    timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
-}
+# The server's pid if it is running.
+server_pid() { live_pid "$1/redis.pid" redis-server; }
 
 pong() {
     [[ "$(timeout 2 redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]]
@@ -63,8 +40,7 @@ pong() {
 
 cmd_up() {
     local dir port="${2:-16379}" pid
-    [[ "$port" =~ ^[0-9]+$ && "$port" -ge 1024 && "$port" -le 65535 ]] ||
-        die "port must be a number in 1024..65535, got: $port"
+    check_port port "$port"
     mkdir -p "$1"
     dir="$(abs_dir "$1")"
     pid="$(server_pid "$dir")"
@@ -74,7 +50,7 @@ cmd_up() {
         [[ "$running" == "$port" ]] || die "$dir already serves Redis on port $running (pid $pid)"
     else
         ensure_redis
-        ! port_open "$port" || die "127.0.0.1:$port is taken by another process"
+        port_free "$port"
         echo "$port" >"$dir/redis.port"
         rm -f "$dir/redis.pid"
         redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --daemonize yes \
@@ -84,49 +60,27 @@ cmd_up() {
     fi
     local deadline=$((SECONDS + UP_TIMEOUT_S))
     until pong "$port"; do
-        if [[ $SECONDS -ge $deadline ]]; then
-            echo "redis.sh: no PONG on 127.0.0.1:$port after ${UP_TIMEOUT_S}s; last lines of $dir/redis.log:" >&2
-            tail -n 30 "$dir/redis.log" >&2 || true
-            exit 1
-        fi
+        [[ $SECONDS -lt $deadline ]] ||
+            die_with_log "$dir/redis.log" "no PONG on 127.0.0.1:$port after ${UP_TIMEOUT_S}s"
         sleep 0.1
     done
     echo "redis.sh: up: redis://127.0.0.1:$port/0"
 }
 
 cmd_down() {
-    local dir pid
+    local dir
     # Nothing to stop is not an error: cleanup paths call down after a failed up.
     [[ -d "$1" ]] || return 0
     dir="$(abs_dir "$1")"
-    pid="$(server_pid "$dir")"
-    if [[ -n "$pid" ]]; then
-        kill -TERM "$pid" 2>/dev/null || true
-        local deadline=$((SECONDS + DOWN_TIMEOUT_S))
-        while [[ -n "$(server_pid "$dir")" && $SECONDS -lt $deadline ]]; do sleep 0.1; done
-        if [[ -n "$(server_pid "$dir")" ]]; then
-            echo "redis.sh: still running after ${DOWN_TIMEOUT_S}s; SIGKILL" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-            while [[ -n "$(server_pid "$dir")" ]]; do sleep 0.1; done
-        fi
-    fi
+    stop_server TERM "$DOWN_TIMEOUT_S" server_pid "$dir"
     rm -f "$dir/redis.pid"
 }
 
 cmd_health() {
-    local dir port pid
+    local dir port
     dir="$(abs_dir "$1")"
     port="${2:-$(cat "$dir/redis.port" 2>/dev/null || echo 16379)}"
-    pid="$(server_pid "$dir")"
-    if [[ -z "$pid" ]]; then
-        echo "redis 127.0.0.1:$port down"
-        return 1
-    fi
-    if ! pong "$port"; then
-        echo "redis 127.0.0.1:$port not answering (pid $pid)"
-        return 1
-    fi
-    echo "redis 127.0.0.1:$port up (pid $pid)"
+    health_report "redis 127.0.0.1:$port" "$(server_pid "$dir")" "not answering" "" pong "$port"
 }
 
 main() {

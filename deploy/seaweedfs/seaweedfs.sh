@@ -18,6 +18,10 @@
 # run side by side. <dir>/seaweedfs.env remembers the port.
 set -euo pipefail
 
+ME=seaweedfs.sh
+# shellcheck source=SCRIPTDIR/../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+
 SEAWEEDFS_MODULE="github.com/seaweedfs/seaweedfs"
 # SeaweedFS tags releases as 4.x without a Go major-version path, so the module
 # proxy knows a commit by its pseudo-version: this one is weed 4.53.
@@ -34,16 +38,6 @@ BUCKET="${LAKEBED_S3_BUCKET:-lakebed}"
 S3_PORT=""
 BUILD_TMP=""
 
-die() {
-    echo "seaweedfs.sh: $*" >&2
-    exit 1
-}
-
-usage() {
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//' >&2
-    exit "${1:-2}"
-}
-
 cleanup() {
     if [[ -n "$BUILD_TMP" ]]; then rm -rf "$BUILD_TMP"; fi
 }
@@ -51,28 +45,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-abs_dir() {
-    [[ -d "$1" ]] || die "$1: no such directory"
-    (cd "$1" && pwd)
-}
-
-need_go() {
-    command -v go >/dev/null 2>&1 ||
-        die "go not found; building SeaweedFS needs Go 1.$GO_MIN_MINOR+ (https://go.dev/dl/)"
-    local version minor
-    # GOTOOLCHAIN=local: an older go must not try to download a newer one mid-build.
-    version="$(GOTOOLCHAIN=local go env GOVERSION)"
-    minor="$(sed -n 's/^go1\.\([0-9]*\).*/\1/p' <<<"$version")"
-    if [[ -z "$minor" || "$minor" -lt "$GO_MIN_MINOR" ]]; then
-        die "building SeaweedFS needs Go 1.$GO_MIN_MINOR+, found: $version"
-    fi
-}
-
 cmd_build() {
     if [[ -x "$BINARY" && "$(cat "$BINARY.version" 2>/dev/null)" == "$SEAWEEDFS_VERSION" ]]; then
         return 0
     fi
-    need_go
+    need_go SeaweedFS "$GO_MIN_MINOR"
     mkdir -p "$BIN_DIR"
     # Leftovers of builds that were SIGKILLed (no trap runs then).
     find "$BIN_DIR" -maxdepth 1 -name '.build.*' -mmin +60 -exec rm -rf {} + 2>/dev/null || true
@@ -101,11 +78,6 @@ cmd_build() {
     echo "seaweedfs.sh: built $BINARY" >&2
 }
 
-check_port() {
-    [[ "$2" =~ ^[0-9]+$ && "$2" -ge 1024 && "$2" -le 65520 ]] ||
-        die "$1 must be a number in 1024..65520, got: $2"
-}
-
 # Ports the server opens, as "name=port" lines, derived from the S3 port.
 ports() {
     echo "s3=$S3_PORT"
@@ -124,20 +96,8 @@ load_layout() {
     [[ -n "$S3_PORT" ]]
 }
 
-# The server's pid if it is running; /proc guards against a recycled pid.
-server_pid() {
-    local pid
-    [[ -f "$1/seaweedfs.pid" ]] || return 0
-    pid="$(cat "$1/seaweedfs.pid")"
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 0
-    if { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -F "$BINARY" >/dev/null; then
-        echo "$pid"
-    fi
-}
-
-port_open() {
-    timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
-}
+# The server's pid if it is running.
+server_pid() { live_pid "$1/seaweedfs.pid" "$BINARY"; }
 
 ready() {
     [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
@@ -172,7 +132,7 @@ writable() {
 start_server() {
     local dir="$1" name port
     while IFS='=' read -r name port; do
-        ! port_open "$port" || die "127.0.0.1:$port ($name) is taken by another process"
+        port_free "$port" "$name"
     done < <(ports)
     # The keys go into JSON as they are: allow only what needs no escaping.
     [[ "$ACCESS_KEY" =~ ^[A-Za-z0-9._+/=-]+$ && "$SECRET_KEY" =~ ^[A-Za-z0-9._+/=-]+$ ]] ||
@@ -212,7 +172,8 @@ start_server() {
 
 cmd_up() {
     local dir pid
-    check_port s3_port "${2:-19000}"
+    # The other ports go up to s3_port + 14.
+    check_port s3_port "${2:-19000}" 65520
     mkdir -p "$1"
     dir="$(abs_dir "$1")"
     pid="$(server_pid "$dir")"
@@ -230,65 +191,36 @@ cmd_up() {
     until ready "$S3_PORT"; do
         # kill -0, not server_pid: for a moment after the start, the process is
         # still the shell that is about to exec the server.
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "seaweedfs.sh: the server exited; last lines of $dir/seaweedfs.log:" >&2
-            tail -n 30 "$dir/seaweedfs.log" >&2 || true
-            exit 1
-        fi
-        if [[ $SECONDS -ge $deadline ]]; then
-            echo "seaweedfs.sh: S3 not ready on 127.0.0.1:$S3_PORT after ${UP_TIMEOUT_S}s; last lines of $dir/seaweedfs.log:" >&2
-            tail -n 30 "$dir/seaweedfs.log" >&2 || true
-            exit 1
-        fi
+        kill -0 "$pid" 2>/dev/null || die_with_log "$dir/seaweedfs.log" "the server exited"
+        [[ $SECONDS -lt $deadline ]] ||
+            die_with_log "$dir/seaweedfs.log" "S3 not ready on 127.0.0.1:$S3_PORT after ${UP_TIMEOUT_S}s"
         sleep 0.2
     done
     create_bucket "$dir"
     until writable; do
-        if [[ $SECONDS -ge $deadline ]]; then
-            echo "seaweedfs.sh: S3 on 127.0.0.1:$S3_PORT stores nothing after ${UP_TIMEOUT_S}s; last lines of $dir/seaweedfs.log:" >&2
-            tail -n 30 "$dir/seaweedfs.log" >&2 || true
-            exit 1
-        fi
+        [[ $SECONDS -lt $deadline ]] ||
+            die_with_log "$dir/seaweedfs.log" "S3 on 127.0.0.1:$S3_PORT stores nothing after ${UP_TIMEOUT_S}s"
         sleep 0.5
     done
     echo "seaweedfs.sh: up: S3 at http://127.0.0.1:$S3_PORT, bucket $BUCKET"
 }
 
 cmd_down() {
-    local dir pid
+    local dir
     # Nothing to stop is not an error: cleanup paths call down after a failed up.
     [[ -d "$1" ]] || return 0
     dir="$(abs_dir "$1")"
-    pid="$(server_pid "$dir")"
-    if [[ -n "$pid" ]]; then
-        # TERM lets the filer flush its metadata log; a KILL only costs replaying
-        # the filer's LevelDB journal at the next start.
-        kill -TERM "$pid" 2>/dev/null || true
-        local deadline=$((SECONDS + DOWN_TIMEOUT_S))
-        while [[ -n "$(server_pid "$dir")" && $SECONDS -lt $deadline ]]; do sleep 0.1; done
-        if [[ -n "$(server_pid "$dir")" ]]; then
-            echo "seaweedfs.sh: still running after ${DOWN_TIMEOUT_S}s; SIGKILL" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-            while [[ -n "$(server_pid "$dir")" ]]; do sleep 0.1; done
-        fi
-    fi
+    # TERM lets the filer flush its metadata log; a KILL only costs replaying
+    # the filer's LevelDB journal at the next start.
+    stop_server TERM "$DOWN_TIMEOUT_S" server_pid "$dir"
     rm -f "$dir/seaweedfs.pid"
 }
 
 cmd_health() {
-    local dir pid
+    local dir
     dir="$(abs_dir "$1")"
     load_layout "$dir" || { echo "seaweedfs $dir down (never started)"; return 1; }
-    pid="$(server_pid "$dir")"
-    if [[ -z "$pid" ]]; then
-        echo "seaweedfs 127.0.0.1:$S3_PORT down"
-        return 1
-    fi
-    if ! ready "$S3_PORT"; then
-        echo "seaweedfs 127.0.0.1:$S3_PORT not ready (pid $pid)"
-        return 1
-    fi
-    echo "seaweedfs 127.0.0.1:$S3_PORT up (pid $pid)"
+    health_report "seaweedfs 127.0.0.1:$S3_PORT" "$(server_pid "$dir")" "not ready" "" ready "$S3_PORT"
 }
 
 main() {

@@ -15,6 +15,10 @@
 # <dir>/weaviate.env remembers the ports, so later commands take only the dir.
 set -euo pipefail
 
+ME=weaviate.sh
+# shellcheck source=SCRIPTDIR/../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+
 WEAVIATE_VERSION="v1.38.0"
 WEAVIATE_PACKAGE="github.com/weaviate/weaviate/cmd/weaviate-server"
 GO_MIN_MINOR=26
@@ -28,39 +32,12 @@ HTTP_PORT=""
 GRPC_PORT=""
 BUILD_TMP=""
 
-die() {
-    echo "weaviate.sh: $*" >&2
-    exit 1
-}
-
-usage() {
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//' >&2
-    exit "${1:-2}"
-}
-
 cleanup() {
     if [[ -n "$BUILD_TMP" ]]; then rm -rf "$BUILD_TMP"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-abs_dir() {
-    [[ -d "$1" ]] || die "$1: no such directory"
-    (cd "$1" && pwd)
-}
-
-need_go() {
-    command -v go >/dev/null 2>&1 ||
-        die "go not found; building Weaviate $WEAVIATE_VERSION needs Go 1.$GO_MIN_MINOR+ (https://go.dev/dl/)"
-    local version minor
-    # GOTOOLCHAIN=local: an older go must not try to download a newer one mid-build.
-    version="$(GOTOOLCHAIN=local go env GOVERSION)"
-    minor="$(sed -n 's/^go1\.\([0-9]*\).*/\1/p' <<<"$version")"
-    if [[ -z "$minor" || "$minor" -lt "$GO_MIN_MINOR" ]]; then
-        die "building Weaviate $WEAVIATE_VERSION needs Go 1.$GO_MIN_MINOR+, found: $version"
-    fi
-}
 
 # The version the cached binary was built from, empty if go cannot tell.
 built_version() {
@@ -77,7 +54,7 @@ cmd_build() {
         [[ -z "$built" || "$built" == "$WEAVIATE_VERSION" ]] && return 0
         echo "weaviate.sh: cached server is $built, rebuilding as $WEAVIATE_VERSION" >&2
     fi
-    need_go
+    need_go "Weaviate $WEAVIATE_VERSION" "$GO_MIN_MINOR"
     mkdir -p "$BIN_DIR"
     # Leftovers of builds that were SIGKILLed (no trap runs then).
     find "$BIN_DIR" -maxdepth 1 -name '.build.*' -mmin +60 -exec rm -rf {} + 2>/dev/null || true
@@ -93,11 +70,6 @@ cmd_build() {
     }
     mv -f "$BUILD_TMP/weaviate-server" "$BINARY"
     echo "weaviate.sh: built $BINARY" >&2
-}
-
-check_port() {
-    [[ "$2" =~ ^[0-9]+$ && "$2" -ge 1024 && "$2" -le 65535 ]] ||
-        die "$1 must be a number in 1024..65535, got: $2"
 }
 
 # Ports the server opens, as "name=port" lines, derived from the http port.
@@ -117,20 +89,8 @@ load_layout() {
     [[ -n "$HTTP_PORT" && -n "$GRPC_PORT" ]]
 }
 
-# The server's pid if it is running; /proc guards against a recycled pid.
-server_pid() {
-    local pid
-    [[ -f "$1/weaviate.pid" ]] || return 0
-    pid="$(cat "$1/weaviate.pid")"
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 0
-    if { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -F weaviate-server >/dev/null; then
-        echo "$pid"
-    fi
-}
-
-port_open() {
-    timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
-}
+# The server's pid if it is running.
+server_pid() { live_pid "$1/weaviate.pid" weaviate-server; }
 
 ready() {
     [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
@@ -144,7 +104,7 @@ start_server() {
         [[ -z "${seen[$port]:-}" ]] ||
             die "the $name port $port is also the ${seen[$port]} port; pick a grpc_port outside $HTTP_PORT..$((HTTP_PORT + 5)) except $((HTTP_PORT + 1))"
         seen[$port]="$name"
-        ! port_open "$port" || die "127.0.0.1:$port ($name) is taken by another process"
+        port_free "$port" "$name"
     done < <(ports)
     printf 'HTTP_PORT=%s\nGRPC_PORT=%s\n' "$HTTP_PORT" "$GRPC_PORT" >"$dir/weaviate.env"
     mkdir -p "$dir/data"
@@ -206,56 +166,31 @@ cmd_up() {
     until ready "$HTTP_PORT"; do
         # kill -0, not server_pid: for a moment after the start, the process is
         # still the shell that is about to exec the server.
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "weaviate.sh: the server exited; last lines of $dir/weaviate.log:" >&2
-            tail -n 30 "$dir/weaviate.log" >&2 || true
-            exit 1
-        fi
-        if [[ $SECONDS -ge $deadline ]]; then
-            echo "weaviate.sh: not ready on 127.0.0.1:$HTTP_PORT after ${UP_TIMEOUT_S}s; last lines of $dir/weaviate.log:" >&2
-            tail -n 30 "$dir/weaviate.log" >&2 || true
-            exit 1
-        fi
+        kill -0 "$pid" 2>/dev/null || die_with_log "$dir/weaviate.log" "the server exited"
+        [[ $SECONDS -lt $deadline ]] ||
+            die_with_log "$dir/weaviate.log" "not ready on 127.0.0.1:$HTTP_PORT after ${UP_TIMEOUT_S}s"
         sleep 0.2
     done
     echo "weaviate.sh: up: http://127.0.0.1:$HTTP_PORT (gRPC $GRPC_PORT)"
 }
 
 cmd_down() {
-    local dir pid
+    local dir
     # Nothing to stop is not an error: cleanup paths call down after a failed up.
     [[ -d "$1" ]] || return 0
     dir="$(abs_dir "$1")"
-    pid="$(server_pid "$dir")"
-    if [[ -n "$pid" ]]; then
-        # TERM lets the server flush its write-ahead logs; a KILL only costs
-        # replaying them at the next start.
-        kill -TERM "$pid" 2>/dev/null || true
-        local deadline=$((SECONDS + DOWN_TIMEOUT_S))
-        while [[ -n "$(server_pid "$dir")" && $SECONDS -lt $deadline ]]; do sleep 0.1; done
-        if [[ -n "$(server_pid "$dir")" ]]; then
-            echo "weaviate.sh: still running after ${DOWN_TIMEOUT_S}s; SIGKILL" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-            while [[ -n "$(server_pid "$dir")" ]]; do sleep 0.1; done
-        fi
-    fi
+    # TERM lets the server flush its write-ahead logs; a KILL only costs
+    # replaying them at the next start.
+    stop_server TERM "$DOWN_TIMEOUT_S" server_pid "$dir"
     rm -f "$dir/weaviate.pid"
 }
 
 cmd_health() {
-    local dir pid
+    local dir
     dir="$(abs_dir "$1")"
     load_layout "$dir" || { echo "weaviate $dir down (never started)"; return 1; }
-    pid="$(server_pid "$dir")"
-    if [[ -z "$pid" ]]; then
-        echo "weaviate 127.0.0.1:$HTTP_PORT down"
-        return 1
-    fi
-    if ! ready "$HTTP_PORT"; then
-        echo "weaviate 127.0.0.1:$HTTP_PORT not ready (pid $pid)"
-        return 1
-    fi
-    echo "weaviate 127.0.0.1:$HTTP_PORT up (gRPC $GRPC_PORT, pid $pid)"
+    health_report "weaviate 127.0.0.1:$HTTP_PORT" "$(server_pid "$dir")" "not ready" "gRPC $GRPC_PORT" \
+        ready "$HTTP_PORT"
 }
 
 main() {
