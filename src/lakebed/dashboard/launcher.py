@@ -126,7 +126,7 @@ def start(settings: Settings, background: bool = False) -> Dashboard:
         if not settings.dashboard.api_url and not _answers(f"{dashboard.api_url}/health"):
             log = folder / "api.log"
             command = [sys.executable, "-c", "from lakebed.cli import app; app()", "serve"]
-            api = _spawn(command, environment, log, background)
+            api = _spawn(command, environment, log)
             dashboard.processes.append(api)
             dashboard.api_started = True
             began = time.perf_counter()
@@ -134,7 +134,7 @@ def start(settings: Settings, background: bool = False) -> Dashboard:
             dashboard.startup_s["api"] = time.perf_counter() - began
         log = folder / "streamlit.log"
         began = time.perf_counter()
-        app = _spawn(streamlit_command(settings), environment, log, background)
+        app = _spawn(streamlit_command(settings), environment, log)
         dashboard.processes.append(app)
         _wait(f"{dashboard.url}/_stcore/health", app, "the dashboard", log)
         dashboard.startup_s["app"] = time.perf_counter() - began
@@ -147,9 +147,7 @@ def start(settings: Settings, background: bool = False) -> Dashboard:
     return dashboard
 
 
-def _spawn(
-    command: list[str], environment: dict[str, str], log: Path, background: bool
-) -> subprocess.Popen[bytes]:
+def _spawn(command: list[str], environment: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     output = log.open("wb")
     try:
         return subprocess.Popen(
