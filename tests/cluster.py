@@ -14,20 +14,11 @@ from pyarrow import fs
 
 from lakebed.config import Settings
 from lakebed.services import PostgresServer, SeaweedfsServer, ServiceError
-from tests.ports import port_free
+from tests.ports import free_ports
 
 ACCESS_KEY = "lakebed-test"
 SECRET_KEY = "lakebed-test-secret"
 BUCKET = "lakebed"
-
-
-def free_ports(start: int, span: int) -> int:
-    """From ``start`` up, a port with ``span`` free ports from it (a concurrent run or a
-    developer's own servers must not collide with ours)."""
-    for port in range(start, start + 5000, max(span, 10)):
-        if all(port_free(port + offset) for offset in range(span)):
-            return port
-    raise RuntimeError(f"no {span} free ports from {start}")
 
 
 def start(server: PostgresServer | SeaweedfsServer, name: str) -> None:

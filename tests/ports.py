@@ -14,3 +14,12 @@ def port_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def free_ports(start: int, span: int) -> int:
+    """From ``start`` up, a port with ``span`` free ports from it (a concurrent run or a
+    developer's own servers must not collide with ours)."""
+    for port in range(start, start + 5000, max(span, 10)):
+        if all(port_free(port + offset) for offset in range(span)):
+            return port
+    raise RuntimeError(f"no {span} free ports from {start}")

@@ -23,21 +23,14 @@ from lakebed.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, IDLE
 from lakebed.dashboard.launcher import Dashboard, start
 from lakebed.rag.service import RagService
 from tests.conftest import Trained
-from tests.ports import port_free
+from tests.ports import free_ports
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "tests-output" / "screenshots"
 
 
-def free_port(start: int) -> int:
-    for port in range(start, start + 500):
-        if port_free(port):
-            return port
-    raise RuntimeError(f"no free port from {start}")
-
-
 def serve(settings: Settings, api_url: str | None = None) -> Dashboard:
-    api_port = free_port(17100)
-    board_port = free_port(17200)
+    api_port = free_ports(17100, 1)
+    board_port = free_ports(17200, 1)
     configured = settings.model_copy(
         update={
             "serve": settings.serve.model_copy(update={"port": api_port}),
@@ -76,7 +69,7 @@ def empty_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashbo
 
 @pytest.fixture(scope="module")
 def api_down_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
-    closed = free_port(17300)
+    closed = free_ports(17300, 1)
     home = tmp_path_factory.mktemp("no-api")
     board = serve(Settings(data_home=home), api_url=f"http://127.0.0.1:{closed}")
     yield board

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lakebed.cli import app
-from tests.dashboard.conftest import free_port
+from tests.ports import free_ports
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("isolated")
@@ -29,7 +29,7 @@ def _alive(pid: int) -> bool:
 def test_background_dashboard_starts_its_api_and_stops_both(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    api_port, board_port = free_port(17400), free_port(17410)
+    api_port, board_port = free_ports(17400, 1), free_ports(17500, 1)
     monkeypatch.setenv("LAKEBED_SERVE__PORT", str(api_port))
     monkeypatch.setenv("LAKEBED_DASHBOARD__PORT", str(board_port))
     started = runner.invoke(app, ["dashboard", "--background", "--data-home", "home"])

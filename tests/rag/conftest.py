@@ -15,7 +15,7 @@ import pytest
 
 from lakebed.rag.weaviate_store import WeaviateStore
 from lakebed.services import ServiceError, WeaviateServer
-from tests.ports import port_free
+from tests.ports import free_ports
 
 # Away from the cluster profile's defaults (18080/18081), so a developer's own server
 # keeps running; gRPC is the next port and the cluster ports follow (18582-18585).
@@ -25,10 +25,7 @@ WEAVIATE_HTTP_PORT = 18580
 def free_http_port(start: int) -> int:
     """From ``start`` up, an http port whose gRPC port (+1) and cluster ports (+2..+5)
     are free too: a second test run on the same machine must not collide."""
-    for port in range(start, start + 2000, 10):
-        if all(port_free(port + offset) for offset in range(6)):
-            return port
-    raise RuntimeError(f"no six free ports from {start}")
+    return free_ports(start, 6)
 
 
 @pytest.fixture(scope="session")

@@ -22,9 +22,9 @@ from lakebed.services import PostgresServer, SeaweedfsServer, ServiceError, depl
 from tests.cluster import (
     BUCKET,
     cluster_settings,
-    free_ports,
     s3_client,
 )
+from tests.ports import free_ports
 
 
 def test_deploy_dir_holds_the_scripts() -> None:
