@@ -62,3 +62,40 @@
         else case when {{ type_name }} is not null then 'other' end
     end
 {%- endmacro %}
+
+{#- Spark (the cluster profile): JSON is parsed into a VARIANT once per row (Spark
+    eliminates the repeated try_parse_json), and read by path from there. -#}
+
+{% macro spark__json_text(column, path) -%}
+    variant_get(try_parse_json({{ column }}), '{{ path }}', 'string')
+{%- endmacro %}
+
+{% macro spark__utc_timestamp(expression) -%}
+    {#- The session time zone is UTC: the instant's wall clock there, without a zone. -#}
+    cast(try_cast({{ expression }} as timestamp) as timestamp_ntz)
+{%- endmacro %}
+
+{% macro spark__json_texts(column, paths) -%}
+    array({% for path in paths %}variant_get(try_parse_json({{ column }}), '{{ path }}', 'string'){{ ", " if not loop.last }}{% endfor %})
+{%- endmacro %}
+
+{% macro spark__json_types(column, paths) -%}
+    array({% for path in paths %}schema_of_variant(variant_get(try_parse_json({{ column }}), '{{ path }}')){{ ", " if not loop.last }}{% endfor %})
+{%- endmacro %}
+
+{% macro spark__list_at(list, position) -%}
+    element_at({{ list }}, {{ position }})
+{%- endmacro %}
+
+{#- Spark's variant types: integers are BIGINT (DECIMAL(p,0) past its range, as DuckDB's
+    UBIGINT), numbers with a fraction DECIMAL(p,s) or DOUBLE, JSON null VOID. -#}
+{% macro spark__json_kind_of(type_name) -%}
+    case
+        when {{ type_name }} is null then null
+        when {{ type_name }} = 'BIGINT' or {{ type_name }} rlike '^DECIMAL\\(\\d+,\\s*0\\)$' then 'integer'
+        when {{ type_name }} = 'DOUBLE' or {{ type_name }} like 'DECIMAL(%' then 'number'
+        when {{ type_name }} = 'STRING' then 'string'
+        when {{ type_name }} = 'VOID' then 'null'
+        else 'other'
+    end
+{%- endmacro %}

@@ -9,7 +9,7 @@ select
         partition by customer_id order by event_time
         range between interval 1 days preceding and current row
     ) as customer_transactions_1d,
-    avg(amount) over (
+    {{ mean('amount') }} over (
         partition by customer_id order by event_time
         range between interval 1 days preceding and current row
     ) as customer_mean_amount_1d,
@@ -17,7 +17,7 @@ select
         partition by customer_id order by event_time
         range between interval 7 days preceding and current row
     ) as customer_transactions_7d,
-    avg(amount) over (
+    {{ mean('amount') }} over (
         partition by customer_id order by event_time
         range between interval 7 days preceding and current row
     ) as customer_mean_amount_7d,
@@ -25,7 +25,7 @@ select
         partition by customer_id order by event_time
         range between interval 30 days preceding and current row
     ) as customer_transactions_30d,
-    avg(amount) over (
+    {{ mean('amount') }} over (
         partition by customer_id order by event_time
         range between interval 30 days preceding and current row
     ) as customer_mean_amount_30d

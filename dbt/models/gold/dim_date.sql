@@ -7,7 +7,7 @@ with bounds as (
 ),
 
 days as (
-    select cast(unnest(generate_series(first_day, last_day, interval 1 day)) as date) as date_day
+    select {{ days_between('first_day', 'last_day') }}
     from bounds
 )
 
@@ -15,9 +15,9 @@ select
     date_day,
     year(date_day) as year,
     month(date_day) as month,
-    day(date_day) as day_of_month,
-    isodow(date_day) as day_of_week,
-    dayname(date_day) as day_name,
+    {{ day_of_month('date_day') }} as day_of_month,
+    {{ iso_day_of_week('date_day') }} as day_of_week,
+    {{ day_name('date_day') }} as day_name,
     weekofyear(date_day) as iso_week,
-    isodow(date_day) >= 6 as is_weekend
+    {{ iso_day_of_week('date_day') }} >= 6 as is_weekend
 from days

@@ -1,8 +1,11 @@
+{#- Rebuilt dates replace the old ones: delete+insert by date where the engine has it
+    (DuckDB); Spark merges by transaction id, the same end state since a rebuilt date
+    brings back all of its transactions. -#}
 {{
     config(
         materialized='incremental',
-        unique_key='event_date',
-        incremental_strategy='delete+insert',
+        unique_key='event_date' if target.type == 'duckdb' else 'transaction_id',
+        incremental_strategy='delete+insert' if target.type == 'duckdb' else 'merge',
     )
 }}
 -- One row per transaction, with the fraud label as known from chargebacks so far.
@@ -24,7 +27,7 @@ labels as (
 
 {% if is_incremental() %}
 watermark as (
-    select coalesce(max(_loaded_at), timestamptz '1970-01-01 00:00:00+00') as loaded_at
+    select coalesce(max(_loaded_at), {{ timestamptz_literal('1970-01-01 00:00:00+00:00') }}) as loaded_at
     from {{ this }}
 ),
 
@@ -64,7 +67,7 @@ select
     greatest(
         transactions.ingested_at, coalesce(labels.label_ingested_at, transactions.ingested_at)
     ) as _loaded_at,
-    cast('{{ run_started_at.isoformat() }}' as timestamptz) as _built_at
+    {{ timestamptz_literal(run_started_at.isoformat()) }} as _built_at
 from transactions
 left join labels on transactions.transaction_id = labels.transaction_id
 left join terminals on transactions.terminal_id = terminals.terminal_id

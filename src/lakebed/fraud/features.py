@@ -86,9 +86,13 @@ def features_of(entity: Entity) -> tuple[WindowFeature, ...]:
     return tuple(feature for feature in WINDOW_FEATURES if feature.entity == entity)
 
 
-def render_model(entity: Entity, source: str = "{{ ref('fct_transactions') }}") -> str:
+DBT_SOURCE = "{{ ref('fct_transactions') }}"
+
+
+def render_model(entity: Entity, source: str = DBT_SOURCE) -> str:
     """The SQL of the entity's feature model over ``source`` (a relation with the columns
-    of ``fct_transactions``). The default source makes it a dbt model."""
+    of ``fct_transactions``). The default source makes it a dbt model, portable across
+    the profiles' engines through the project's macros; any other is plain DuckDB SQL."""
     header = HEADER.format(version=FEATURE_SET_VERSION)
     if entity == "customer":
         return header + _customer_sql(source)
@@ -103,7 +107,8 @@ def _range(days: int, delay: int) -> str:
 def _customer_sql(source: str) -> str:
     columns = []
     for feature in features_of("customer"):
-        aggregate = "count(*)" if feature.aggregation == "count" else "avg(amount)"
+        mean = "{{ mean('amount') }}" if source == DBT_SOURCE else "avg(amount)"
+        aggregate = "count(*)" if feature.aggregation == "count" else mean
         window = _range(feature.window_days, feature.delay_days)
         columns.append(
             f"    {aggregate} over (\n"

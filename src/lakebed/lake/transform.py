@@ -1,10 +1,17 @@
-"""Silver and gold with dbt: expose bronze to dbt, run ``dbt build``, report the results.
+"""Silver and gold with dbt: run ``dbt build`` on the profile's engine, report the results.
+
+One dbt project serves both profiles; where the engines' SQL differs, the models call the
+project's macros, which dispatch per adapter.
 
 On the local profile dbt runs on DuckDB (dbt-duckdb) in a database file under the data
 home. DuckDB cannot read Iceberg offline (its extension downloads at run time), so bronze
 is exposed as views over the Parquet data files of the tables' current snapshots, planned
 by pyiceberg: zero-copy, and exactly the committed data (bronze is append-only, so there
-are no delete files to apply).
+are no delete files to apply). Publishing then copies silver and gold into Iceberg.
+
+On the cluster profile dbt runs on Spark (dbt-spark, session method) whose default
+catalog is the lakehouse's Iceberg catalog: it reads bronze and writes silver and gold
+in place, so there is nothing to expose and nothing to copy.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pyiceberg.catalog import Catalog
 from lakebed.config import Settings
 from lakebed.lake.bronze import FEEDS, bronze_table
 from lakebed.lake.catalog import lakehouse_dir
+from lakebed.lake.spark import write_spark_defaults
 
 DBT_PROJECT = Path(__file__).resolve().parents[3] / "dbt"
 
@@ -92,14 +100,20 @@ def _local_path(uri: str) -> str:
 
 
 def _dbt_environment(settings: Settings, database: Path) -> dict[str, str]:
-    """dbt reads its profile from these variables (see dbt/profiles.yml)."""
-    return {
+    """dbt reads its profile from these variables (see dbt/profiles.yml); on the cluster
+    profile, the Spark session that dbt-spark starts reads ``SPARK_CONF_DIR``."""
+    environment = {
         **os.environ,
         "LAKEBED_DBT_TARGET": settings.profile,
         "LAKEBED_DBT_DUCKDB_PATH": str(database),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DO_NOT_TRACK": "1",
     }
+    if settings.profile == "cluster":
+        conf_dir = lakehouse_dir(settings) / "spark-conf"
+        write_spark_defaults(settings, conf_dir, work_dir=lakehouse_dir(settings))
+        environment["SPARK_CONF_DIR"] = str(conf_dir)
+    return environment
 
 
 def run_dbt(
@@ -110,8 +124,10 @@ def run_dbt(
     dbt runs in a child process: its adapter keeps global state and open connections for
     the life of a process, which would hold the DuckDB file against the publish step.
     """
+    lakehouse_dir(settings).mkdir(parents=True, exist_ok=True)
     database = dbt_database(settings)
-    expose_bronze(catalog, database)
+    if settings.profile == "local":
+        expose_bronze(catalog, database)
     target_dir = lakehouse_dir(settings) / "dbt-target"
     results_file = target_dir / "run_results.json"
     results_file.unlink(missing_ok=True)
@@ -124,7 +140,11 @@ def run_dbt(
         "--log-path", str(lakehouse_dir(settings) / "dbt-logs"),
     ]  # fmt: skip
     completed = subprocess.run(
-        command, env=_dbt_environment(settings, database), capture_output=True, text=True
+        command,
+        env=_dbt_environment(settings, database),
+        capture_output=True,
+        text=True,
+        cwd=lakehouse_dir(settings),  # where Spark would leave its scratch folders
     )
     if not results_file.exists():
         tail = "\n".join((completed.stdout + completed.stderr).splitlines()[-20:])
