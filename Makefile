@@ -42,7 +42,6 @@ unit: setup services
 	$(BIN)/pytest
 
 bench: setup services
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python benchmarks/bench_world.py
 	$(BIN)/python benchmarks/bench_lakehouse.py --skip-scale
 	$(BIN)/python benchmarks/bench_fraud.py

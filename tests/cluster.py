@@ -1,6 +1,6 @@
-"""PostgreSQL (the Iceberg catalog) and an S3 server (SeaweedFS) for the tests of the
-cluster profile's storage, started once per module that uses them, and the settings a
-user would give to reach them."""
+"""PostgreSQL (the Iceberg catalog), an S3 server (SeaweedFS) and Trino (SQL serving) for
+the tests of the cluster profile, started once per module that uses them, and the settings
+a user would give to reach them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from pyarrow import fs
 
 from lakebed.config import Settings
-from lakebed.services import PostgresServer, SeaweedfsServer, ServiceError
+from lakebed.services import PostgresServer, SeaweedfsServer, ServiceError, TrinoServer
 from tests.ports import free_ports
 
 ACCESS_KEY = "lakebed-test"
@@ -21,7 +21,7 @@ SECRET_KEY = "lakebed-test-secret"
 BUCKET = "lakebed"
 
 
-def start(server: PostgresServer | SeaweedfsServer, name: str) -> None:
+def start(server: PostgresServer | SeaweedfsServer | TrinoServer, name: str) -> None:
     try:
         server.up()
     except ServiceError as error:
@@ -53,6 +53,32 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedfsSer
     )
     try:
         start(server, "SeaweedFS")
+        yield server
+    finally:
+        server.down()
+
+
+@pytest.fixture(scope="module")
+def trino(
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres: PostgresServer,
+    seaweedfs: SeaweedfsServer,
+) -> Iterator[TrinoServer]:
+    """Trino over the module's PostgreSQL catalog and S3 warehouse (~15 s to start; the
+    first run on a machine also downloads the server, ~820 MB)."""
+    server = TrinoServer(
+        tmp_path_factory.mktemp("trino"),
+        port=free_ports(18600, 1),
+        jdbc_url=postgres.jdbc_url,
+        jdbc_user=postgres.user,
+        jdbc_password=postgres.password,
+        warehouse=f"s3://{BUCKET}/warehouse",
+        s3_endpoint=seaweedfs.endpoint,
+        s3_access_key=ACCESS_KEY,
+        s3_secret_key=SECRET_KEY,
+    )
+    try:
+        start(server, "Trino")
         yield server
     finally:
         server.down()

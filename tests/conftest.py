@@ -24,7 +24,7 @@ from lakebed.lake.runs import RunRecord, record_run
 from lakebed.lake.transform import BuildResult
 from lakebed.world.generate import Generated, generate_world
 from lakebed.world.spec import WorldSpec
-from tests.cluster import postgres, seaweedfs  # noqa: F401 (fixtures: one pair per module)
+from tests.cluster import postgres, seaweedfs, trino  # noqa: F401 (fixtures: one set per module)
 
 SMALL = WorldSpec(seed=7, n_customers=400, n_terminals=800, n_days=40, radius=8.0)
 

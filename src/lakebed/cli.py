@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         PostgresServer,
         RedisServer,
         SeaweedfsServer,
+        TrinoServer,
         WeaviateServer,
     )
 
@@ -502,22 +503,15 @@ services_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(services_app, name="services")
-SERVICES = ("kafka", "redis", "weaviate", "postgres", "seaweedfs")
+SERVICES = ("kafka", "redis", "weaviate", "postgres", "seaweedfs", "trino")
 
 
 def _service(
     name: str, settings: Settings, brokers: int
-) -> KafkaCluster | RedisServer | WeaviateServer | PostgresServer | SeaweedfsServer:
-    from urllib.parse import unquote, urlsplit
+) -> KafkaCluster | RedisServer | WeaviateServer | PostgresServer | SeaweedfsServer | TrinoServer:
+    from urllib.parse import urlsplit
 
-    from lakebed.services import (
-        KafkaCluster,
-        PostgresServer,
-        RedisServer,
-        SeaweedfsServer,
-        WeaviateServer,
-        service_home,
-    )
+    from lakebed.services import KafkaCluster, RedisServer, WeaviateServer, service_home
 
     if name not in SERVICES:
         fail(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
@@ -528,33 +522,77 @@ def _service(
     if name == "weaviate":
         http_port = urlsplit(settings.rag.weaviate_url).port or 8080
         return WeaviateServer(home, http_port, settings.rag.weaviate_grpc_port)
-    lake = settings.lake
     if name == "postgres":
-        # The server that lake.catalog_uri names, when it names a PostgreSQL one.
-        catalog = urlsplit(lake.catalog_uri or "")
-        if not catalog.scheme.startswith("postgresql"):
-            return PostgresServer(home)
-        return PostgresServer(
-            home,
-            port=catalog.port or 15432,
-            user=unquote(catalog.username or "lakebed"),
-            password=unquote(catalog.password or "lakebed"),
-            database=unquote(catalog.path.lstrip("/")) or "lakebed",
-        )
+        return _postgres(settings, home)
     if name == "seaweedfs":
-        # The S3 server that lake.s3_endpoint names, with the lake's keys and bucket.
-        warehouse = urlsplit(lake.warehouse or "")
-        return SeaweedfsServer(
-            home,
-            s3_port=urlsplit(lake.s3_endpoint or "").port or 19000,
-            access_key=lake.s3_access_key or "lakebed",
-            secret_key=(
-                lake.s3_secret_key.get_secret_value() if lake.s3_secret_key else "lakebed-secret"
-            ),
-            bucket=warehouse.netloc if warehouse.scheme.startswith("s3") else "lakebed",
-        )
+        return _seaweedfs(settings, home)
+    if name == "trino":
+        return _trino(settings, home)
     port = urlsplit(settings.stream.redis_url.get_secret_value()).port or 6379
     return RedisServer(home, port=port)
+
+
+def _postgres(settings: Settings, home: Path) -> PostgresServer:
+    """The server that lake.catalog_uri names, when it names a PostgreSQL one."""
+    from urllib.parse import unquote, urlsplit
+
+    from lakebed.services import PostgresServer
+
+    catalog = urlsplit(settings.lake.catalog_uri or "")
+    if not catalog.scheme.startswith("postgresql"):
+        return PostgresServer(home)
+    return PostgresServer(
+        home,
+        port=catalog.port or 15432,
+        user=unquote(catalog.username or "lakebed"),
+        password=unquote(catalog.password or "lakebed"),
+        database=unquote(catalog.path.lstrip("/")) or "lakebed",
+    )
+
+
+def _seaweedfs(settings: Settings, home: Path) -> SeaweedfsServer:
+    """The S3 server that lake.s3_endpoint names, with the lake's keys and bucket."""
+    from urllib.parse import urlsplit
+
+    from lakebed.services import SeaweedfsServer
+
+    lake = settings.lake
+    warehouse = urlsplit(lake.warehouse or "")
+    return SeaweedfsServer(
+        home,
+        s3_port=urlsplit(lake.s3_endpoint or "").port or 19000,
+        access_key=lake.s3_access_key or "lakebed",
+        secret_key=(
+            lake.s3_secret_key.get_secret_value() if lake.s3_secret_key else "lakebed-secret"
+        ),
+        bucket=warehouse.netloc if warehouse.scheme.startswith("s3") else "lakebed",
+    )
+
+
+def _trino(settings: Settings, home: Path) -> TrinoServer:
+    """Trino at serve.trino_url over the lake's catalog and S3 store, serving as
+    serve.trino_user."""
+    from urllib.parse import urlsplit
+
+    from lakebed.services import TrinoServer
+
+    lake = settings.lake
+    # The same derivations as the postgres and seaweedfs services: one set of defaults.
+    postgres, s3 = _postgres(settings, home), _seaweedfs(settings, home)
+    return TrinoServer(
+        home,
+        port=urlsplit(settings.serve.trino_url).port or 18090,
+        jdbc_url=postgres.jdbc_url,
+        jdbc_user=postgres.user,
+        jdbc_password=postgres.password,
+        warehouse=lake.warehouse or f"s3://{s3.bucket}/warehouse",
+        s3_endpoint=lake.s3_endpoint or s3.endpoint,
+        s3_region=lake.s3_region,
+        s3_path_style=lake.s3_path_style,
+        s3_access_key=s3.access_key,
+        s3_secret_key=s3.secret_key,
+        reader_user=settings.serve.trino_user,
+    )
 
 
 @services_app.command("up")

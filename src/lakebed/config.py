@@ -64,6 +64,21 @@ class ServeSettings(BaseModel):
     timeout_seconds: float = Field(30.0, gt=0, description="a query running longer is cancelled")
     host: str = Field("127.0.0.1", description="API bind address (loopback by default)")
     port: int = Field(8000, gt=0, lt=65536)
+    trino_url: str = Field(
+        "http://127.0.0.1:18090",
+        pattern=r"^https?://[^/\s]+/?$",
+        description="the cluster profile's SQL engine: Trino's address (http[s]://host:port)",
+    )
+    trino_user: str = Field(
+        "lakebed_reader",
+        min_length=1,
+        description="the Trino user queries run as; Trino lets it only read silver and gold",
+    )
+    trino_catalog: str = Field(
+        "lakebed",
+        min_length=1,
+        description="the Trino catalog holding the lakehouse (Iceberg over lake.catalog_uri)",
+    )
 
 
 class FraudSettings(BaseModel):

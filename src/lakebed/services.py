@@ -1,4 +1,4 @@
-"""Kafka, Redis, Weaviate, PostgreSQL and SeaweedFS (S3) as plain local processes.
+"""Kafka, Redis, Weaviate, PostgreSQL, SeaweedFS (S3) and Trino as plain local processes.
 
 For tests and the cluster profile on one box.
 
@@ -32,6 +32,7 @@ _SCRIPTS = (
     "weaviate/weaviate.sh",
     "postgres/postgres.sh",
     "seaweedfs/seaweedfs.sh",
+    "trino/trino.sh",
 )
 
 
@@ -239,6 +240,11 @@ class PostgresServer:
         )
 
     @property
+    def jdbc_url(self) -> str:
+        """The JDBC URL (user and password apart), as Java clients of the catalog need it."""
+        return f"jdbc:postgresql://127.0.0.1:{self.port}/{self._db}"
+
+    @property
     def _db(self) -> str:
         return quote(self.database, safe="")
 
@@ -316,6 +322,71 @@ class SeaweedfsServer:
             timeout=_BUILD_TIMEOUT_S,
             env=self._env,
         )
+
+    def down(self) -> None:
+        _check(self._script, "down", str(self.home))
+
+    def healthy(self) -> bool:
+        return _run(self._script, "health", str(self.home)).returncode == 0
+
+
+@dataclass(frozen=True)
+class TrinoServer:
+    """One Trino (a coordinator that also works) serving the lakehouse's Iceberg tables.
+
+    Its catalog ``lakebed`` is the Iceberg JDBC catalog in PostgreSQL (``jdbc_url``,
+    ``jdbc_user``, ``jdbc_password``) with the data on S3 (``s3_*``, ``warehouse``): the
+    same catalog pyiceberg writes. ``admin_user`` may do anything; ``reader_user`` may
+    only read silver and gold (Trino's file-based access control). Its config, data and
+    log live under ``home``; only ``port`` is opened, on 127.0.0.1. The first ``up``
+    fetches the server (~820 MB) into ~/.cache/lakebed/trino.
+    """
+
+    home: Path
+    port: int = 18090
+    jdbc_url: str = "jdbc:postgresql://127.0.0.1:15432/lakebed"
+    jdbc_user: str = "lakebed"
+    jdbc_password: str = field(default="lakebed", repr=False)
+    warehouse: str = "s3://lakebed/warehouse"
+    s3_endpoint: str = "http://127.0.0.1:19000"
+    s3_region: str = "us-east-1"
+    s3_path_style: bool = True
+    s3_access_key: str = "lakebed"
+    s3_secret_key: str = field(default="lakebed-secret", repr=False)
+    admin_user: str = "lakebed"
+    reader_user: str = "lakebed_reader"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def _script(self) -> Path:
+        return deploy_dir() / "trino" / "trino.sh"
+
+    @property
+    def _env(self) -> dict[str, str]:
+        return {
+            "LAKEBED_TRINO_JDBC_URL": self.jdbc_url,
+            "LAKEBED_TRINO_JDBC_USER": self.jdbc_user,
+            "LAKEBED_TRINO_JDBC_PASSWORD": self.jdbc_password,
+            "LAKEBED_TRINO_WAREHOUSE": self.warehouse,
+            "LAKEBED_S3_ENDPOINT": self.s3_endpoint,
+            "LAKEBED_S3_REGION": self.s3_region,
+            "LAKEBED_S3_PATH_STYLE": str(self.s3_path_style).lower(),
+            "LAKEBED_S3_ACCESS_KEY": self.s3_access_key,
+            "LAKEBED_S3_SECRET_KEY": self.s3_secret_key,
+            "LAKEBED_TRINO_ADMIN_USER": self.admin_user,
+            "LAKEBED_TRINO_READER_USER": self.reader_user,
+        }
+
+    def fetch(self) -> None:
+        """Download the server into the shared cache if it is not there (once)."""
+        _check(self._script, "fetch")
+
+    def up(self) -> None:
+        """Idempotent; returns once Trino has loaded its catalog and answers ``SELECT 1``."""
+        _check(self._script, "up", str(self.home), str(self.port), env=self._env)
 
     def down(self) -> None:
         _check(self._script, "down", str(self.home))

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from lakebed.config import Settings
 from lakebed.serve.api import create_app
 from lakebed.serve.engine import DuckDBEngine
+from tests.ports import free_ports
 from tests.serve import make_lake
 
 
@@ -140,9 +141,12 @@ def test_empty_lake_says_to_run_the_pipeline(tmp_path: Path) -> None:
 
 
 def test_unusable_engine_is_503_with_the_reason(tmp_path: Path) -> None:
-    client = TestClient(create_app(Settings(data_home=tmp_path, profile="cluster")))
+    # The cluster profile's Trino, at a port where nothing listens.
+    url = f"http://127.0.0.1:{free_ports(18900, 1)}"
+    settings = Settings(data_home=tmp_path, profile="cluster", serve={"trino_url": url})
+    client = TestClient(create_app(settings))
     response = client.post("/sql", json={"sql": "SELECT 1"})
-    assert "cluster" in error_of(response, 503, "engine_unavailable")
+    assert f"Trino at {url} did not answer" in error_of(response, 503, "engine_unavailable")
 
 
 def test_an_engine_passed_in_is_used_and_left_open(settings: Settings) -> None:

@@ -19,6 +19,7 @@ from lakebed.serve.engine import (
     NothingPublished,
     QueryFailed,
     QueryTimeout,
+    TrinoEngine,
     open_engine,
     to_csv,
     to_json,
@@ -214,6 +215,9 @@ def test_concurrent_queries_share_one_engine(engine: DuckDBEngine) -> None:
     assert all(result.rows == [[15_000]] for result in results)
 
 
-def test_cluster_profile_has_no_engine_yet(tmp_path: Path) -> None:
-    with pytest.raises(NotImplementedError, match="cluster"):
-        open_engine(Settings(data_home=tmp_path, profile="cluster"))
+def test_cluster_profile_serves_through_trino(tmp_path: Path) -> None:
+    # Opening connects to nothing: Trino is reached per query (tests/services/test_trino.py).
+    engine = open_engine(Settings(data_home=tmp_path, profile="cluster"))
+    assert isinstance(engine, TrinoEngine)
+    assert engine.url == "http://127.0.0.1:18090"
+    assert (engine.user, engine.catalog) == ("lakebed_reader", "lakebed")

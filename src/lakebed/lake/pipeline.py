@@ -14,7 +14,7 @@ from pyiceberg.catalog import Catalog
 from lakebed.config import Settings
 from lakebed.lake.bronze import IngestReport, Progress, ingest
 from lakebed.lake.catalog import NAMESPACES
-from lakebed.lake.publish import PublishedTable, publish
+from lakebed.lake.publish import PublishedTable, publish, written_in_place
 from lakebed.lake.transform import BuildResult, dbt_database, run_dbt
 
 
@@ -55,6 +55,8 @@ def build_stage(settings: Settings, catalog: Catalog) -> BuildResult:
 
 
 def publish_stage(settings: Settings, catalog: Catalog) -> list[PublishedTable]:
+    if settings.profile == "cluster":  # dbt-spark wrote silver and gold into the catalog
+        return written_in_place(catalog)
     return publish(catalog, dbt_database(settings))
 
 

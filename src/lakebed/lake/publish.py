@@ -1,10 +1,13 @@
 """Publish silver and gold from the dbt database as Iceberg tables, for any Iceberg reader.
 
-dbt builds in its engine's own storage (a DuckDB file on the local profile); publishing
+On the local profile dbt builds in its engine's own storage (a DuckDB file); publishing
 copies each silver and gold table into the catalog's namespace of the same name, one
 Iceberg commit per table. ``fct_transactions`` is published incrementally: only the event
 dates that dbt rebuilt in its last run are replaced (one overwrite-by-filter commit), so a
 day's late events or new chargebacks never rewrite the whole history.
+
+On the cluster profile dbt-spark has written silver and gold into the catalog already
+(the fact table merged in place), and publishing only reports them (``written_in_place``).
 """
 
 from __future__ import annotations
@@ -56,6 +59,21 @@ def publish(catalog: Catalog, database: Path) -> list[PublishedTable]:
         return published
     finally:
         connection.close()
+
+
+def written_in_place(catalog: Catalog) -> list[PublishedTable]:
+    """The silver and gold tables that dbt wrote straight into the catalog (cluster profile),
+    with their rows from the current snapshot's summary."""
+    published = []
+    for schema in PUBLISHED_SCHEMAS:
+        for identifier in sorted(catalog.list_tables(schema)):
+            table = catalog.load_table(identifier)
+            snapshot = table.current_snapshot()
+            summary = snapshot.summary if snapshot else None
+            rows = int((summary.get("total-records") if summary else None) or 0)
+            name = ".".join(identifier)
+            published.append(PublishedTable(name, rows, "written by dbt", _snapshot(table)))
+    return published
 
 
 def _built_tables(connection: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:

@@ -16,7 +16,8 @@ kind                    status  when
                                 because clients and proxies retry 408 automatically and a
                                 slow query would only run again
 ``nothing_published``   503     no silver or gold table exists yet: run the pipeline
-``engine_unavailable``  503     the engine could not be opened (catalog unreachable...)
+``engine_unavailable``  503     the engine could not be opened (catalog unreachable...) or
+                                its server does not answer (Trino down or restarting)
 ``no_model``            503     no champion model to score with, or it no longer fits the
                                 declared features: train and promote one
 ``not_authenticated``   401     ``POST /ask`` without a valid ``Authorization: Bearer`` token,
@@ -61,6 +62,7 @@ from lakebed.rag.index import DocumentNotFoundError
 from lakebed.rag.store import Filters, SearchMode, StoreError
 from lakebed.rag.users import NotAuthenticatedError, UnknownUserError, authenticate
 from lakebed.serve.engine import (
+    EngineUnreachable,
     NothingPublished,
     QueryFailed,
     QueryTimeout,
@@ -459,6 +461,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(QueryTimeout, _handler(504, "timeout"))
     app.add_exception_handler(NothingPublished, _handler(503, "nothing_published"))
     app.add_exception_handler(EngineUnavailable, _handler(503, "engine_unavailable"))
+    app.add_exception_handler(EngineUnreachable, _handler(503, "engine_unavailable"))
     app.add_exception_handler(NoChampionError, _handler(503, "no_model"))
     app.add_exception_handler(FeatureSetChangedError, _handler(503, "no_model"))
     app.add_exception_handler(NoTrainingDataError, _handler(503, "no_model"))

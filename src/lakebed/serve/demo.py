@@ -1,4 +1,7 @@
-"""Example gold queries shown at the end of ``make demo``: what the lakehouse answers."""
+"""Example gold queries shown at the end of ``make demo``: what the lakehouse answers.
+
+Written to run unchanged on both profiles' engines (DuckDB, and Trino after the guard
+rewrites them): no ``USING`` joins whose columns are then qualified, which Trino refuses."""
 
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ WITH per_terminal AS (
            count(*) AS transactions,
            count(*) FILTER (WHERE f.is_fraud) AS frauds
     FROM gold.fct_transactions AS f
-    JOIN gold.dim_terminal AS t USING (terminal_id)
+    JOIN gold.dim_terminal AS t ON t.terminal_id = f.terminal_id
     GROUP BY f.terminal_id, t.merchant_category
 )
 SELECT terminal_id, merchant_category, transactions, frauds,

@@ -9,6 +9,10 @@ a file read needs two independent mistakes to succeed.
 
 Tables are reloaded when their Iceberg metadata changes (a new snapshot or a schema
 change), checked at most every ``refresh_interval`` seconds or on ``refresh()``.
+
+``TrinoEngine`` is the cluster profile's: the same guard, then the query runs on Trino
+(the Iceberg tables in place, no copies) as a user Trino itself lets only read silver and
+gold.
 """
 
 from __future__ import annotations
@@ -21,19 +25,24 @@ import logging
 import math
 import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as clock_time
 from decimal import Decimal
 from typing import Any, Protocol, Self
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import duckdb
+import sqlglot
+import trino
 from pyiceberg.catalog import Catalog
+from sqlglot.errors import ErrorLevel, SqlglotError
 
 from lakebed.config import Settings
 from lakebed.lake.catalog import open_catalog
-from lakebed.serve.guard import SERVED_SCHEMAS, UnknownTable, check_read_only
+from lakebed.serve.guard import DIALECT, SERVED_SCHEMAS, UnknownTable, check_read_only
 
 # Set when the connection opens, before anything can load an extension or scan a file.
 _CONNECT_CONFIG: dict[str, str | bool | int | float | list[str]] = {
@@ -60,6 +69,10 @@ class QueryTimeout(QueryFailed):
 
 class NothingPublished(QueryFailed):
     """No silver or gold table exists yet, so there is nothing to query."""
+
+
+class EngineUnreachable(QueryFailed):
+    """The engine's server did not answer (down, starting or restarting); try again."""
 
 
 @dataclass(frozen=True)
@@ -136,12 +149,9 @@ class SqlEngine(Protocol):
 
 
 def open_engine(settings: Settings) -> SqlEngine:
-    """The profile's SQL engine (only the local profile has one so far)."""
-    if settings.profile != "local":
-        raise NotImplementedError(
-            f"SQL serving for the {settings.profile} profile is not built yet; "
-            "use profile = 'local'"
-        )
+    """The profile's SQL engine: DuckDB in-process (local) or Trino (cluster)."""
+    if settings.profile == "cluster":
+        return TrinoEngine.from_settings(settings)
     return DuckDBEngine.from_settings(settings)
 
 
@@ -327,6 +337,185 @@ class DuckDBEngine:
             truncated=len(fetched) > limit,
             elapsed_seconds=elapsed,
         )
+
+
+# Trino's answers to a query it could not run because of its own state, not the query's.
+_TRINO_UNAVAILABLE = frozenset({"SERVER_STARTING_UP", "SERVER_SHUTTING_DOWN", "NO_NODES_AVAILABLE"})
+_TABLES_SQL = (
+    "SELECT table_schema, table_name, column_name, data_type "
+    "FROM information_schema.columns WHERE table_schema IN ('silver', 'gold') "
+    "ORDER BY table_schema, table_name, ordinal_position"
+)
+
+
+class TrinoEngine:
+    """Queries run on Trino, over the lakehouse's Iceberg tables where they lie.
+
+    Every statement passes the read-only guard first, in the dialect both profiles accept
+    (DuckDB's); the checked statement is then written as Trino SQL, with the Trino catalog
+    as the session's so ``silver.x`` and ``gold.y`` name the same tables as locally.
+    Trino's own access control is the second wall: ``user`` may only read silver and gold
+    there (deploy/trino/trino.sh writes those rules). The time limit is Trino's session
+    property ``query_max_run_time``, so an overlong query stops on the server too.
+
+    Each query opens its own client connection (a plain HTTP session), so threads share
+    the engine safely and a restarted Trino is simply reached again.
+    """
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:18090",
+        *,
+        user: str = "lakebed_reader",
+        catalog: str = "lakebed",
+        max_rows: int = 10_000,
+        timeout_seconds: float = 30.0,
+        refresh_interval: float = 1.0,
+    ) -> None:
+        if max_rows <= 0 or timeout_seconds <= 0:
+            raise ValueError("max_rows and timeout_seconds must be positive")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"Trino's address must be http[s]://host:port, got {url!r}")
+        self.url = url
+        self.user = user
+        self.catalog = catalog
+        self.max_rows = max_rows
+        self.timeout_seconds = timeout_seconds
+        self.refresh_interval = refresh_interval
+        self._host = parts.hostname
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._scheme = parts.scheme
+        self._lock = threading.Lock()
+        self._tables: list[TableInfo] = []
+        self._checked_at: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        serve = settings.serve
+        return cls(
+            serve.trino_url,
+            user=serve.trino_user,
+            catalog=serve.trino_catalog,
+            max_rows=serve.max_rows,
+            timeout_seconds=serve.timeout_seconds,
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing is held between queries; here for the ``SqlEngine`` contract."""
+
+    def connect(self) -> trino.dbapi.Connection:
+        """A client connection as the serving user, for tests that bypass the guard on purpose."""
+        return trino.dbapi.Connection(
+            host=self._host,
+            port=self._port,
+            http_scheme=self._scheme,
+            user=self.user,
+            catalog=self.catalog,
+            source="lakebed",
+            session_properties={
+                "query_max_run_time": f"{max(1, round(self.timeout_seconds * 1000))}ms"
+            },
+            # A hung connection, not a slow query (Trino answers each poll within ~1 s).
+            request_timeout=self.timeout_seconds + 10,
+            # A server that is down fails at once; the caller answers "try again".
+            max_attempts=1,
+        )
+
+    def tables(self) -> list[TableInfo]:
+        return list(self._table_list(force=False))
+
+    def query(self, sql: str, *, max_rows: int | None = None) -> QueryResult:
+        limit = self.max_rows if max_rows is None else max_rows
+        if limit <= 0:
+            raise ValueError(f"max_rows must be positive (got {limit})")
+        tables = self._table_list(force=False)
+        try:
+            statement = check_read_only(sql, [t.qualified_name for t in tables])
+        except UnknownTable:
+            # Published since the last look? Ask Trino again before refusing.
+            tables = self._table_list(force=True)
+            if not tables:
+                raise NothingPublished(
+                    "no silver or gold table is published yet; run the pipeline first"
+                ) from None
+            statement = check_read_only(sql, [t.qualified_name for t in tables])
+        return self._run(_as_trino(statement), limit)
+
+    def _table_list(self, *, force: bool) -> list[TableInfo]:
+        now = time.monotonic()
+        with self._lock:
+            due = self._checked_at is None or now - self._checked_at >= self.refresh_interval
+            if not (force or due):
+                return self._tables
+        columns: dict[tuple[str, str], list[ColumnInfo]] = {}
+        for schema, table, column, type_ in self._run(_TABLES_SQL, 1_000_000).rows:
+            columns.setdefault((schema, table), []).append(ColumnInfo(column, type_.upper()))
+        tables = [
+            TableInfo(schema, table, tuple(cols)) for (schema, table), cols in columns.items()
+        ]
+        with self._lock:
+            self._tables, self._checked_at = tables, now
+        return tables
+
+    def _run(self, statement: str, limit: int) -> QueryResult:
+        started = time.perf_counter()
+        connection = self.connect()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(statement)
+            fetched = cursor.fetchmany(limit + 1)
+            description = cursor.description or []
+            if len(fetched) > limit:
+                # Stop producing rows nobody will read; the query may have just ended.
+                with suppress(trino.exceptions.Error, trino.exceptions.HttpError, OSError):
+                    cursor.cancel()
+        except trino.exceptions.TrinoQueryError as error:
+            raise self._failure(error) from None
+        except (trino.exceptions.Error, trino.exceptions.HttpError, OSError) as error:
+            # OSError: requests' connection errors (refused, reset, timed out).
+            raise EngineUnreachable(
+                f"Trino at {self.url} did not answer ({_first_line(error)}); "
+                "is it running? `lakebed services up trino` starts it"
+            ) from None
+        finally:
+            connection.close()  # type: ignore[no-untyped-call]
+        return QueryResult(
+            columns=[column.name for column in description],
+            types=[str(column.type_code).upper() for column in description],
+            rows=[[_jsonable(value) for value in row] for row in fetched[:limit]],
+            truncated=len(fetched) > limit,
+            elapsed_seconds=time.perf_counter() - started,
+        )
+
+    def _failure(self, error: trino.exceptions.TrinoQueryError) -> QueryFailed:
+        if error.error_name == "EXCEEDED_TIME_LIMIT":
+            return QueryTimeout(
+                f"the query ran longer than {self.timeout_seconds:g} s and was cancelled"
+            )
+        if error.error_name in _TRINO_UNAVAILABLE:
+            return EngineUnreachable(f"Trino at {self.url} cannot run queries now: {error.message}")
+        return QueryFailed(_first_line(error.message))
+
+
+def _as_trino(statement: str) -> str:
+    """The guard's checked statement (DuckDB SQL) written as Trino SQL."""
+    try:
+        tree = sqlglot.parse_one(statement, read=DIALECT)
+        return tree.sql(dialect="trino", comments=False, unsupported_level=ErrorLevel.RAISE)
+    except SqlglotError as error:
+        raise QueryFailed(f"this query has no Trino equivalent: {_first_line(error)}") from None
+
+
+def _first_line(error: BaseException | str) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
 
 
 def _quoted(qualified: str) -> str:
