@@ -31,12 +31,15 @@ typecheck: setup
 	$(BIN)/mypy
 
 # What the tests of the real services need besides Python (Redis, PostgreSQL, kcat, Java,
-# Maven, and Chromium for the dashboard's browser tests), and the Weaviate and SeaweedFS
-# (S3) servers, compiled once with Go into ~/.cache/lakebed (about 5 and 7 minutes cold).
+# Maven, and Chromium for the dashboard's browser tests), the Weaviate and SeaweedFS (S3)
+# servers, compiled once with Go into ~/.cache/lakebed (about 5 and 7 minutes cold), and
+# the cluster profile's Trino server (820 MB) and Spark jars from Maven Central (once).
 services:
 	bash deploy/packages.sh
 	bash deploy/weaviate/weaviate.sh build
 	bash deploy/seaweedfs/seaweedfs.sh build
+	bash deploy/trino/trino.sh fetch
+	bash deploy/spark/spark.sh fetch
 
 unit: setup services
 	$(BIN)/pytest
