@@ -14,7 +14,7 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote
 
 if TYPE_CHECKING:
@@ -95,25 +95,44 @@ def _check(
 
 
 @dataclass(frozen=True)
-class KafkaCluster:
+class _ScriptedServer:
+    """A server that one deploy script starts, stops and checks, its state under ``home``.
+
+    ``down`` is harmless when nothing runs; ``healthy`` is the script's own check.
+    """
+
+    home: Path
+    SCRIPT: ClassVar[str]  # the script, relative to deploy/
+
+    @property
+    def _script(self) -> Path:
+        return deploy_dir() / self.SCRIPT
+
+    def down(self) -> None:
+        _check(self._script, "down", str(self.home))
+
+    def healthy(self) -> bool:
+        return _run(self._script, "health", str(self.home)).returncode == 0
+
+
+@dataclass(frozen=True)
+class KafkaCluster(_ScriptedServer):
     """Kafka brokers (KRaft, each node also a controller) under one directory.
 
     Node ``i`` serves clients on ``base_port + i``; ``brokers`` is 1 or 3 because
     only those give a controller quorum worth having. Restarting on the same
-    ``home`` keeps topics and offsets.
+    ``home`` keeps topics and offsets. ``healthy`` is false as soon as one node is
+    down, though clients may still be served: a fault test needs to see the crash it
+    caused, not just whether producing works.
     """
 
-    home: Path
+    SCRIPT = "kafka/kafka.sh"
     brokers: int = 1
     base_port: int = 19092
 
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(f"127.0.0.1:{self.base_port + i}" for i in range(self.brokers))
-
-    @property
-    def _script(self) -> Path:
-        return deploy_dir() / "kafka" / "kafka.sh"
 
     def up(self) -> None:
         """Idempotent, and returns only once every broker can host replicas.
@@ -122,16 +141,6 @@ class KafkaCluster:
         replication factor 3 straight away (an open port alone does not promise that).
         """
         _check(self._script, "up", str(self.home), str(self.brokers), str(self.base_port))
-
-    def down(self) -> None:
-        _check(self._script, "down", str(self.home))
-
-    def healthy(self) -> bool:
-        """False as soon as one node is down, though clients may still be served.
-
-        A fault test needs to see the crash it caused, not just whether producing works.
-        """
-        return _run(self._script, "health", str(self.home)).returncode == 0
 
     def kill_broker(self, index: int) -> None:
         """SIGKILL one node (0-based): a crash, with no controlled shutdown or leader handover."""
@@ -143,49 +152,38 @@ class KafkaCluster:
 
 
 @dataclass(frozen=True)
-class RedisServer:
+class RedisServer(_ScriptedServer):
     """One Redis without persistence: state lasts as long as the process."""
 
-    home: Path
+    SCRIPT = "redis/redis.sh"
     port: int = 16379
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    @property
-    def _script(self) -> Path:
-        return deploy_dir() / "redis" / "redis.sh"
-
     def up(self) -> None:
         _check(self._script, "up", str(self.home), str(self.port))
-
-    def down(self) -> None:
-        _check(self._script, "down", str(self.home))
 
     def healthy(self) -> bool:
         return _run(self._script, "health", str(self.home), str(self.port)).returncode == 0
 
 
 @dataclass(frozen=True)
-class WeaviateServer:
+class WeaviateServer(_ScriptedServer):
     """One single-node Weaviate, its data kept under ``home`` across restarts.
 
     Besides REST and gRPC it opens four cluster ports (``http_port + 2`` to ``+ 5``:
     gossip, data, raft, raft RPC), so two servers need http ports at least 6 apart.
     """
 
-    home: Path
+    SCRIPT = "weaviate/weaviate.sh"
     http_port: int = 18080
     grpc_port: int = 18081
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def _script(self) -> Path:
-        return deploy_dir() / "weaviate" / "weaviate.sh"
 
     def build(self) -> None:
         """Compile the server into the shared cache if it is not there (minutes, once)."""
@@ -203,15 +201,9 @@ class WeaviateServer:
             timeout=_BUILD_TIMEOUT_S,
         )
 
-    def down(self) -> None:
-        _check(self._script, "down", str(self.home))
-
-    def healthy(self) -> bool:
-        return _run(self._script, "health", str(self.home)).returncode == 0
-
 
 @dataclass(frozen=True)
-class PostgresServer:
+class PostgresServer(_ScriptedServer):
     """One PostgreSQL cluster (Debian's server) with its data under ``home``, kept across restarts.
 
     ``up`` creates ``user`` with ``password`` (checked on TCP, scram-sha-256) and the
@@ -220,7 +212,7 @@ class PostgresServer:
     folders are out of its reach; a folder under /tmp is not).
     """
 
-    home: Path
+    SCRIPT = "postgres/postgres.sh"
     port: int = 15432
     user: str = "lakebed"
     password: str = field(default="lakebed", repr=False)
@@ -249,10 +241,6 @@ class PostgresServer:
         return quote(self.database, safe="")
 
     @property
-    def _script(self) -> Path:
-        return deploy_dir() / "postgres" / "postgres.sh"
-
-    @property
     def _env(self) -> dict[str, str]:
         return {
             "LAKEBED_PG_USER": self.user,
@@ -264,15 +252,9 @@ class PostgresServer:
         """Idempotent; returns once the database accepts connections from ``user``."""
         _check(self._script, "up", str(self.home), str(self.port), env=self._env)
 
-    def down(self) -> None:
-        _check(self._script, "down", str(self.home))
-
-    def healthy(self) -> bool:
-        return _run(self._script, "health", str(self.home)).returncode == 0
-
 
 @dataclass(frozen=True)
-class SeaweedfsServer:
+class SeaweedfsServer(_ScriptedServer):
     """One SeaweedFS (master, volume, filer and S3 gateway in one process), data kept in ``home``.
 
     Lakebed uses it only through the S3 API, so any S3-compatible server can take its
@@ -281,7 +263,7 @@ class SeaweedfsServer:
     so two servers need S3 ports at least 15 apart.
     """
 
-    home: Path
+    SCRIPT = "seaweedfs/seaweedfs.sh"
     s3_port: int = 19000
     access_key: str = "lakebed"
     secret_key: str = field(default="lakebed-secret", repr=False)
@@ -295,10 +277,6 @@ class SeaweedfsServer:
     @property
     def url(self) -> str:
         return self.endpoint
-
-    @property
-    def _script(self) -> Path:
-        return deploy_dir() / "seaweedfs" / "seaweedfs.sh"
 
     @property
     def _env(self) -> dict[str, str]:
@@ -323,15 +301,9 @@ class SeaweedfsServer:
             env=self._env,
         )
 
-    def down(self) -> None:
-        _check(self._script, "down", str(self.home))
-
-    def healthy(self) -> bool:
-        return _run(self._script, "health", str(self.home)).returncode == 0
-
 
 @dataclass(frozen=True)
-class TrinoServer:
+class TrinoServer(_ScriptedServer):
     """One Trino (a coordinator that also works) serving the lakehouse's Iceberg tables.
 
     Its catalog ``lakebed`` is the Iceberg JDBC catalog in PostgreSQL (``jdbc_url``,
@@ -342,7 +314,7 @@ class TrinoServer:
     fetches the server (~820 MB) into ~/.cache/lakebed/trino.
     """
 
-    home: Path
+    SCRIPT = "trino/trino.sh"
     port: int = 18090
     jdbc_url: str = "jdbc:postgresql://127.0.0.1:15432/lakebed"
     jdbc_user: str = "lakebed"
@@ -359,10 +331,6 @@ class TrinoServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def _script(self) -> Path:
-        return deploy_dir() / "trino" / "trino.sh"
 
     @property
     def _env(self) -> dict[str, str]:
@@ -387,12 +355,6 @@ class TrinoServer:
     def up(self) -> None:
         """Idempotent; returns once Trino has loaded its catalog and answers ``SELECT 1``."""
         _check(self._script, "up", str(self.home), str(self.port), env=self._env)
-
-    def down(self) -> None:
-        _check(self._script, "down", str(self.home))
-
-    def healthy(self) -> bool:
-        return _run(self._script, "health", str(self.home)).returncode == 0
 
 
 def service_home(settings: Settings, name: str) -> Path:
