@@ -742,6 +742,83 @@ def _run_worker(
     )
 
 
+@app.command("stream-to-lake")
+def stream_to_lake(
+    available_now: Annotated[
+        bool,
+        typer.Option(
+            "--available-now",
+            help="Land what the topic holds now, then exit (a catch-up job). Without it the "
+            "job runs on, a micro-batch every --interval seconds.",
+        ),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between micro-batches when running on.")
+    ] = 10.0,
+    max_offsets: Annotated[
+        int | None, typer.Option(min=1, help="Kafka records per micro-batch at most.")
+    ] = None,
+    topic: Annotated[
+        str | None, typer.Option(help="Kafka topic to land (default: payments.scored).")
+    ] = None,
+    data_home: Annotated[Path | None, typer.Option(help="Data home.")] = None,
+) -> None:
+    """Land scored events from Kafka in bronze.scored_events (Iceberg) with Spark Structured
+    Streaming, exactly once (cluster profile). Spark's checkpoint lives in
+    <data home>/stream/spark-checkpoints. SIGTERM or Ctrl+C lets the micro-batch in hand
+    commit, then stops.
+
+    On the local profile the log lives inside `lakebed stream`, which lands its scored
+    events itself: this command then exits with status 2."""
+    import signal
+    import threading
+
+    from lakebed.lake.spark import SparkSetupError
+    from lakebed.stream.spark_sink import BatchReport, checkpoint_dir, run
+    from lakebed.stream.topics import SCORED
+
+    settings = load_settings(data_home=data_home)
+    if settings.profile != "cluster":
+        fail(
+            "the local profile's log lives inside `lakebed stream`, which lands the scored "
+            "events in bronze.scored_events itself; stream-to-lake reads Kafka (set "
+            "LAKEBED_PROFILE=cluster)"
+        )
+    topic = topic or SCORED
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def report(batch: BatchReport) -> None:
+        skipped = f" ({batch.skipped:,} already landed)" if batch.skipped else ""
+        console.print(f"{batch.batch_id}: {batch.landed:,} events landed{skipped}", highlight=False)
+
+    where = checkpoint_dir(settings, topic)
+    console.print(
+        f"landing {topic} in bronze.scored_events (checkpoint {where})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    try:
+        stats = run(
+            settings,
+            available_now=available_now,
+            topic=topic,
+            interval_s=interval,
+            max_offsets_per_trigger=max_offsets,
+            stop=stop,
+            on_batch=report,
+        )
+    except SparkSetupError as error:
+        fail(str(error), code=1)
+    ending = "stopped" if stats.stopped else "done"
+    console.print(
+        f"{ending}: {stats.records:,} events landed in {stats.commits:,} commits "
+        f"({stats.skipped:,} already landed)",
+        highlight=False,
+    )
+
+
 def _open_rag(settings: Settings) -> RagService:
     from lakebed.rag.service import RagService
     from lakebed.rag.store import StoreError

@@ -4,8 +4,11 @@ Each micro-batch is one Iceberg commit that also records, in its snapshot summar
 next offset of every partition it covers. The log's committed offsets follow; if the sink
 dies between the two commits, the next run reads some records again and skips every one
 below the offsets the table already holds. So a record lands once, whatever the crash.
-(This is the local profile's sink; on the cluster profile Spark Structured Streaming does
-the same job from Kafka.)
+
+This sink runs inside ``lakebed stream`` (after a replay). On the cluster profile,
+``lakebed stream-to-lake`` does the same job from Kafka with Spark Structured Streaming
+(:mod:`lakebed.stream.spark_sink`): same table, same schema, same offsets in the snapshot
+summary, so either can take over where the other stopped.
 """
 
 from __future__ import annotations
