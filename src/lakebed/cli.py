@@ -611,7 +611,7 @@ def services_up(
             service.up()
         except ServiceError as error:
             fail(str(error), code=1)
-        where = getattr(service, "bootstrap_servers", None) or getattr(service, "url", "")
+        where = _address(service)
         console.print(f"[green]{name} is up[/] on {where} ({service.home})")
 
 
@@ -631,11 +631,17 @@ def services_down(
 def services_status(
     data_home: Annotated[Path | None, typer.Option(help="Data home.")] = None,
 ) -> None:
-    """Whether each service answers."""
+    """Whether each service answers, and where it listens (or would)."""
     settings = load_settings(data_home=data_home)
     for name in SERVICES:
-        healthy = _service(name, settings, 1).healthy()
-        console.print(f"{name}: {'[green]up[/]' if healthy else '[red]down[/]'}")
+        service = _service(name, settings, 1)
+        state = "[green]up[/]" if service.healthy() else "[red]down[/]"
+        console.print(f"{name}: {state} {_address(service)}")
+
+
+def _address(service: object) -> str:
+    """Where clients reach a service: Kafka's bootstrap list, or the others' URL."""
+    return str(getattr(service, "bootstrap_servers", None) or getattr(service, "url", ""))
 
 
 @app.command()

@@ -9,6 +9,8 @@ the catalog and the objects. The first run on a machine compiles SeaweedFS with 
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import polars as pl
@@ -196,3 +198,39 @@ def test_cluster_profile_round_trip(
     assert data_files <= objects.keys()
     assert all(objects[path] > 0 for path in data_files)
     assert any(path.endswith(".metadata.json") for path in objects)
+
+
+def test_lakebed_services_up_status_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI starts the PostgreSQL that lake.catalog_uri names, in the data home, and
+    status says what answers and where."""
+    from typer.testing import CliRunner
+
+    from lakebed.cli import app
+
+    runner = CliRunner()
+    # Under /tmp: as root the server runs as the postgres user (see tests/cluster.py).
+    home = Path(tempfile.mkdtemp(prefix="lakebed-cli-"))
+    home.chmod(0o755)  # mkdtemp's 0700 would keep the postgres user out
+    port = free_ports(15600, 1)
+    monkeypatch.setenv("LAKEBED_CONFIG", str(home / "absent.toml"))
+    monkeypatch.setenv("LAKEBED_DATA_HOME", str(home))
+    monkeypatch.setenv(
+        "LAKEBED_LAKE__CATALOG_URI", f"postgresql+psycopg2://cli:pw@127.0.0.1:{port}/lake"
+    )
+    monkeypatch.setenv("LAKEBED_SERVE__TRINO_URL", f"http://127.0.0.1:{free_ports(18700, 1)}")
+    try:
+        up = runner.invoke(app, ["services", "up", "postgres"])
+        assert up.exit_code == 0, up.output
+        assert f"postgres is up on postgresql://cli@127.0.0.1:{port}/lake" in up.output
+        status = runner.invoke(app, ["services", "status"])
+        assert status.exit_code == 0, status.output
+        lines = dict(line.split(": ", 1) for line in status.output.strip().splitlines())
+        assert lines["postgres"] == f"up postgresql://cli@127.0.0.1:{port}/lake"
+        assert lines["trino"].startswith("down http://127.0.0.1:")
+        down = runner.invoke(app, ["services", "down", "postgres"])
+        assert down.exit_code == 0, down.output
+        status = runner.invoke(app, ["services", "status"])
+        assert f"postgres: down postgresql://cli@127.0.0.1:{port}/lake" in status.output
+    finally:
+        runner.invoke(app, ["services", "down", "postgres"])
+        shutil.rmtree(home, ignore_errors=True)
