@@ -51,6 +51,7 @@ bench: setup services
 	$(BIN)/python benchmarks/bench_stream.py
 	$(BIN)/python benchmarks/bench_rag.py
 	$(BIN)/python benchmarks/bench_dashboard.py
+	$(BIN)/python benchmarks/bench_cluster.py
 
 # Re-pin every dependency to what is installed now (run after changing pyproject.toml).
 lock: setup

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import socket
 import statistics
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from playwright.sync_api import Page, sync_playwright
 from lakebed.config import Settings
 from lakebed.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, IDLE
 from lakebed.dashboard.launcher import start
+from lakebed.services import free_ports
 
 # page path -> (the chart that is drawn last, or a text that shows the page is complete)
 PAGES: dict[str, tuple[str, str]] = {
@@ -43,14 +43,6 @@ PAGES: dict[str, tuple[str, str]] = {
     "alerts": ("latency_histogram", "Latest alerts"),
     "ask": ("", "Ask as"),
 }
-
-
-def free_port(start: int) -> int:
-    for port in range(start, start + 500):
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    raise RuntimeError(f"no free port from {start}")
 
 
 def api_calls(base: str) -> dict[str, Callable[[httpx.Client], object]]:
@@ -101,8 +93,8 @@ def main() -> None:
     base = Settings(data_home=args.data_home)
     settings = base.model_copy(
         update={
-            "serve": base.serve.model_copy(update={"port": free_port(18600)}),
-            "dashboard": base.dashboard.model_copy(update={"port": free_port(18650)}),
+            "serve": base.serve.model_copy(update={"port": free_ports(18600)}),
+            "dashboard": base.dashboard.model_copy(update={"port": free_ports(18650)}),
         }
     )
     began = time.perf_counter()

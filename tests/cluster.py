@@ -13,8 +13,7 @@ import pytest
 from pyarrow import fs
 
 from lakebed.config import Settings
-from lakebed.services import PostgresServer, SeaweedfsServer, ServiceError, TrinoServer
-from tests.ports import free_ports
+from lakebed.services import PostgresServer, SeaweedfsServer, ServiceError, TrinoServer, free_ports
 
 ACCESS_KEY = "lakebed-test"
 SECRET_KEY = "lakebed-test-secret"

@@ -11,6 +11,7 @@ into an exception that carries the script's own explanation.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -355,6 +356,27 @@ class TrinoServer(_ScriptedServer):
     def up(self) -> None:
         """Idempotent; returns once Trino has loaded its catalog and answers ``SELECT 1``."""
         _check(self._script, "up", str(self.home), str(self.port), env=self._env)
+
+
+def port_free(port: int) -> bool:
+    """Whether a server could bind 127.0.0.1:``port`` now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the servers bind: a port lingering in TIME_WAIT is usable.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_ports(start: int, span: int = 1) -> int:
+    """From ``start`` up, a port with ``span`` free ports from it: for tests and benchmarks
+    that start servers beside a developer's own (or a concurrent run's) on one machine."""
+    for port in range(start, start + 5000, max(span, 10)):
+        if all(port_free(port + offset) for offset in range(span)):
+            return port
+    raise RuntimeError(f"no {span} free ports from {start}")
 
 
 def service_home(settings: Settings, name: str) -> Path:

@@ -22,8 +22,8 @@ from lakebed.config import Settings
 from lakebed.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, IDLE
 from lakebed.dashboard.launcher import Dashboard, start
 from lakebed.rag.service import RagService
+from lakebed.services import free_ports
 from tests.conftest import Trained
-from tests.ports import free_ports
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "tests-output" / "screenshots"
 

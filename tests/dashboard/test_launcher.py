@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lakebed.cli import app
-from tests.ports import free_ports
+from lakebed.services import free_ports
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("isolated")

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from lakebed.rag.weaviate_store import WeaviateStore
-from lakebed.services import ServiceError, WeaviateServer
-from tests.ports import free_ports
+from lakebed.services import ServiceError, WeaviateServer, free_ports
 
 # Away from the cluster profile's defaults (18080/18081), so a developer's own server
 # keeps running; gRPC is the next port and the cluster ports follow (18582-18585).

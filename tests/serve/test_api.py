@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from lakebed.config import Settings
 from lakebed.serve.api import create_app
 from lakebed.serve.engine import DuckDBEngine
-from tests.ports import free_ports
+from lakebed.services import free_ports
 from tests.serve import make_lake
 
 

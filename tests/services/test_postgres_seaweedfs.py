@@ -20,13 +20,12 @@ import sqlalchemy
 from pyarrow import fs
 
 from lakebed.lake.catalog import NAMESPACES, catalog_properties, open_catalog
-from lakebed.services import PostgresServer, SeaweedfsServer, ServiceError, deploy_dir
+from lakebed.services import PostgresServer, SeaweedfsServer, ServiceError, deploy_dir, free_ports
 from tests.cluster import (
     BUCKET,
     cluster_settings,
     s3_client,
 )
-from tests.ports import free_ports
 
 
 def test_deploy_dir_holds_the_scripts() -> None:

@@ -22,8 +22,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from lakebed.services import KafkaCluster, RedisServer, ServiceError, deploy_dir
-from tests.ports import port_free
+from lakebed.services import KafkaCluster, RedisServer, ServiceError, deploy_dir, port_free
 
 
 def _free_base_port(start: int, nodes: int) -> int:
