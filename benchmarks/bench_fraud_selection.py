@@ -83,7 +83,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_fraud import build_lakehouse
 
-    console = Console()
+    console = Console(width=160)
     current = dict(spec_named("xgboost").params)
     candidates = [current] + [
         {**current, **dict(zip(GRID, values, strict=True))}
@@ -124,8 +124,13 @@ def main() -> None:
             table.add_column(column, style="bold")
         for mean, params in shown:
             tested = measure(frame, window, params)
-            changed = {k: v for k, v in params.items() if k in GRID}
-            label = "current champion" if params == current else str(changed)
+            label = (
+                f"depth {params['max_depth']}, {params['n_estimators']} trees, "
+                f"lr {params['learning_rate']}, min child weight "
+                f"{params.get('min_child_weight', 1)}"
+            )
+            if params == current:
+                label = f"current champion: {label}"
             rank = ranked.index((mean, params)) + 1
             table.add_row(
                 str(rank), label, *(f"{m:.3f}" for m in mean), *(f"{m:.3f}" for m in tested)
