@@ -59,7 +59,7 @@ from rich.table import Table
 
 from lakebed.config import Settings
 from lakebed.lake.catalog import lakehouse_dir, open_catalog
-from lakebed.lake.fingerprint import canonical, fingerprint
+from lakebed.lake.fingerprint import LOAD_COLUMNS, canonical, fingerprint
 from lakebed.lake.pipeline import build_stage, ingest_stage, publish_stage
 from lakebed.serve.demo import EXAMPLE_QUERIES
 from lakebed.serve.engine import DuckDBEngine, QueryResult, TrinoEngine
@@ -67,9 +67,6 @@ from lakebed.services import PostgresServer, SeaweedfsServer, TrinoServer, free_
 from lakebed.world.generate import generate_world
 from lakebed.world.spec import WorldSpec
 
-# Columns that say when and in which batch a row was loaded: they differ between any two
-# runs, on one profile as on two.
-RUN_COLUMNS = ("_loaded_at", "_built_at", "ingested_at", "batch_id")
 BUCKET = "lakebed"
 ACCESS_KEY = "lakebed-bench"
 SECRET_KEY = "lakebed-bench-secret"
@@ -301,8 +298,8 @@ def compare_gold(local: Settings, cluster: Settings, tables: list[str]) -> dict[
     for identifier in tables:
         a = ours.load_table(identifier).scan().to_arrow()
         b = theirs.load_table(identifier).scan().to_arrow()
-        differences = fingerprint(a, exclude=RUN_COLUMNS).differences(
-            fingerprint(b, exclude=RUN_COLUMNS)
+        differences = fingerprint(a, exclude=LOAD_COLUMNS).differences(
+            fingerprint(b, exclude=LOAD_COLUMNS)
         )
         if a.column_names != b.column_names:
             differences.insert(0, f"columns: {a.column_names} vs {b.column_names}")

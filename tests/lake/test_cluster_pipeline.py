@@ -22,7 +22,7 @@ from pyiceberg.catalog import Catalog
 
 from lakebed.config import Settings
 from lakebed.lake.catalog import open_catalog
-from lakebed.lake.fingerprint import canonical, fingerprint
+from lakebed.lake.fingerprint import LOAD_COLUMNS, canonical, fingerprint
 from lakebed.lake.pipeline import build_stage, ingest_stage, publish_stage
 from lakebed.lake.publish import PublishedTable
 from lakebed.lake.spark import spark_session
@@ -36,10 +36,6 @@ from tests.conftest import Lakehouse
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
-
-# Columns that say when and in which batch a row was loaded: they differ between any two
-# runs, on one profile as on two.
-RUN_COLUMNS = ("_loaded_at", "_built_at", "ingested_at", "batch_id")
 
 
 # The last days of transactions and chargebacks arrive in a second run, so that the
@@ -123,8 +119,8 @@ def test_silver_and_gold_equal_the_local_profiles(
         theirs = cluster_lakehouse.catalog.load_table(identifier).scan().to_arrow()
         assert ours.num_rows > 0, identifier
         assert theirs.column_names == ours.column_names, identifier
-        differences = fingerprint(ours, exclude=RUN_COLUMNS).differences(
-            fingerprint(theirs, exclude=RUN_COLUMNS)
+        differences = fingerprint(ours, exclude=LOAD_COLUMNS).differences(
+            fingerprint(theirs, exclude=LOAD_COLUMNS)
         )
         assert differences == [], f"{identifier}: {differences}"
 
@@ -190,13 +186,12 @@ def test_trino_reads_what_spark_wrote(
         "SELECT count(*), count(DISTINCT card_id), sum(amount) FROM gold.fct_transactions"
     )
     assert result.rows == [
-        [fct.num_rows, len(set(fct.column("card_id").to_pylist())), _sum(fct, "amount")]
+        [
+            fct.num_rows,
+            len(set(fct.column("card_id").to_pylist())),
+            float(sum(fct.column("amount").to_pylist())),
+        ]
     ]
-
-
-def _sum(table: pa.Table, column: str) -> object:
-    total = sum(table.column(column).to_pylist())
-    return float(total)
 
 
 def _answers(rows: list[list[object]]) -> list[list[str]]:

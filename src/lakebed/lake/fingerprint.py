@@ -15,13 +15,16 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 
 REL_TOL = 1e-9
+# Columns that say when and in which batch a row was loaded: they differ between any two
+# runs, on one profile as on two, so comparisons of builds leave them out.
+LOAD_COLUMNS = ("_loaded_at", "_built_at", "ingested_at", "batch_id")
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,7 @@ def canonical(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, Decimal):
         return f"{value:f}"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, date):
+    if isinstance(value, date):  # datetimes too
         return value.isoformat()
     return str(value)
 
