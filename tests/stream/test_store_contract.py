@@ -87,3 +87,72 @@ def test_clear_forgets_everything(store: FeatureStore) -> None:
     store.clear()
     row = store.update(tx(["b"], [START + 1], [10.0]))[0]
     assert row[column("customer_transactions_1d")] == 1
+
+
+def test_windows_stay_exact_over_months_of_events(store: FeatureStore) -> None:
+    """Long enough for the stores' periodic work (compaction, expiry of old events and
+    ids) to run several times: every window still equals a count over all history."""
+    rng = np.random.default_rng(7)
+    n, days, batch_size = 45_000, 50, 500
+    seconds = START + np.sort(rng.integers(0, days * DAY, n))
+    seconds += rng.integers(-2 * HOUR, 2 * HOUR, n) * (rng.random(n) < 0.05)  # some late
+    customers = rng.integers(0, 40, n)
+    terminals = rng.integers(0, 30, n)
+    cents = rng.integers(1, 50_000, n)
+    ids = [f"m{i}" for i in range(n)]
+    names = [f"customer_transactions_{d}d" for d in (1, 7, 30)]
+    means = [f"customer_mean_amount_{d}d" for d in (1, 7, 30)]
+    terminal_names = [f"terminal_transactions_{d}d" for d in (1, 7, 30)]
+    checked = 0
+    for first in range(0, n, batch_size):
+        rows = np.arange(first, min(first + batch_size, n))
+        batch = Transactions(
+            [ids[i] for i in rows], seconds[rows], customers[rows], terminals[rows], cents[rows]
+        )
+        features = store.update(batch)
+        if first // batch_size % 9:
+            continue
+        seen = np.arange(rows[-1] + 1)
+        for at in range(0, len(rows), 25):
+            i = rows[at]
+            mine = seen[customers[seen] == customers[i]]
+            theirs = seen[terminals[seen] == terminals[i]]
+            for days_back, name, mean in zip((1, 7, 30), names, means, strict=True):
+                low = seconds[i] - days_back * DAY
+                inside = mine[(seconds[mine] >= low) & (seconds[mine] <= seconds[i])]
+                assert features[at, column(name)] == len(inside), (name, i)
+                expected = cents[inside].sum() / max(len(inside), 1) / 100
+                assert features[at, column(mean)] == pytest.approx(expected, abs=1e-9)
+            for days_back, name in zip((1, 7, 30), terminal_names, strict=True):
+                high = seconds[i] - 7 * DAY
+                low = high - days_back * DAY
+                inside = theirs[(seconds[theirs] >= low) & (seconds[theirs] <= high)]
+                assert features[at, column(name)] == len(inside), (name, i)
+            checked += 1
+    assert checked >= 200
+    # A batch sent again after the periodic work counts nothing twice.
+    again = np.arange(n - batch_size, n)
+    repeat = Transactions(
+        [ids[i] for i in again], seconds[again], customers[again], terminals[again], cents[again]
+    )
+    assert np.array_equal(store.update(repeat), features)
+
+
+def test_the_in_process_store_forgets_what_no_window_reaches() -> None:
+    from lakebed.stream.memory_store import COMPACT_EVERY, MemoryStore
+    from lakebed.stream.store import RETENTION_DAYS
+
+    store = MemoryStore()
+    per_day = 2_000
+    for day in range(3 * RETENTION_DAYS):
+        seconds = START + day * DAY + np.arange(per_day) * 40
+        store.update(
+            Transactions(
+                [f"d{day}_{i}" for i in range(per_day)],
+                seconds.astype(np.int64),
+                np.arange(per_day, dtype=np.int64) % 100,
+                np.arange(per_day, dtype=np.int64) % 70,
+                np.full(per_day, 1_000, dtype=np.int64),
+            )
+        )
+    assert store.held() <= (RETENTION_DAYS + 1) * per_day + COMPACT_EVERY

@@ -5,6 +5,12 @@ window of any entity is two binary searches, and amounts in a prefix sum beside 
 total is one subtraction. A batch is merged in with one insert; events older than the
 longest window (plus its delay) are dropped from time to time. Exact at the second, like
 the offline SQL's ``RANGE`` frames, and no history is rescanned per event.
+
+Latency: the periodic work (merging the small run into the large one, expiry) is linear
+merges and masks over arrays that are already sorted, never a sort of the whole history,
+and expiry of the seen transaction ids pops the oldest from the front of an insertion-
+ordered dict: a re-sort of a month of events (~400k) stalled the batch in hand for tens of
+milliseconds, and that stall was the in-process engine's p99.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from lakebed.fraud.features import features_of
+from lakebed.fraud.features import Entity, features_of
 from lakebed.stream.store import (
     DAY,
     RETENTION_DAYS,
@@ -24,8 +30,9 @@ from lakebed.stream.store import (
 )
 
 SHIFT = np.int64(32)
-TRIM_EVERY = 100_000  # events recorded between two expiry passes
-MERGE_AT = 20_000  # events in the small run before it is merged into the large one
+# Events recorded between two compactions: the small run is merged into the large one and
+# expired events and ids are dropped. Each compaction is a few milliseconds of linear work.
+COMPACT_EVERY = 20_000
 
 
 def _keys(entities: Int64s, seconds: Int64s) -> Int64s:
@@ -36,12 +43,37 @@ class _Sorted:
     """Sorted keys with a prefix sum of cents beside them."""
 
     def __init__(self, keys: Int64s, cents: Int64s) -> None:
+        self.keys = keys
+        self.cents = cents
+        self.prefix = np.r_[np.int64(0), np.cumsum(cents)]
+
+    @classmethod
+    def of(cls, keys: Int64s, cents: Int64s) -> _Sorted:
+        """From keys in any order."""
         order = np.argsort(keys, kind="stable")
-        self.keys = keys[order]
-        self.cents = cents[order]
-        self.prefix = np.r_[np.int64(0), np.cumsum(self.cents)]
+        return cls(keys[order], cents[order])
+
+    def merged(self, other: _Sorted) -> _Sorted:
+        """Both runs in one, in linear time (no sort): each of ``other``'s keys goes after
+        the keys of this run that are not greater."""
+        if not len(other.keys):
+            return self
+        if not len(self.keys):
+            return other
+        size = len(self.keys) + len(other.keys)
+        slots = np.searchsorted(self.keys, other.keys, side="right") + np.arange(len(other.keys))
+        mine = np.ones(size, dtype=bool)
+        mine[slots] = False
+        keys = np.empty(size, dtype=np.int64)
+        cents = np.empty(size, dtype=np.int64)
+        keys[slots], cents[slots] = other.keys, other.cents
+        keys[mine], cents[mine] = self.keys, self.cents
+        return _Sorted(keys, cents)
 
     def window(self, low: Int64s, high: Int64s) -> tuple[Int64s, Int64s]:
+        """Count and cent total per window; the bounds come in ascending order, so each
+        binary search starts where the previous one ended (NumPy does this for sorted
+        needles) and walks the array forward instead of jumping around it."""
         start = np.searchsorted(self.keys, low, side="left")
         stop = np.searchsorted(self.keys, high, side="right")
         return (stop - start).astype(np.int64), self.prefix[stop] - self.prefix[start]
@@ -52,38 +84,34 @@ EMPTY = np.empty(0, dtype=np.int64)
 
 class _Events:
     """(entity, second) keys with amounts in cents: a large sorted run and a small one
-    that takes the new events, merged into the large one when it grows (as an LSM tree
-    does), so a batch costs a sort of the small run, not a copy of everything."""
+    that takes the new events, merged into the large one by ``compact`` (as an LSM tree
+    does), so a batch costs a merge into the small run, not a copy of everything."""
 
     def __init__(self) -> None:
         self.base = _Sorted(EMPTY, EMPTY)
         self.recent = _Sorted(EMPTY, EMPTY)
 
     def add(self, keys: Int64s, cents: Int64s) -> None:
-        keys = np.concatenate([self.recent.keys, keys])
-        cents = np.concatenate([self.recent.cents, cents])
-        if len(keys) > MERGE_AT:
-            self.base = _Sorted(
-                np.concatenate([self.base.keys, keys]), np.concatenate([self.base.cents, cents])
-            )
-            self.recent = _Sorted(EMPTY, EMPTY)
-        else:
-            self.recent = _Sorted(keys, cents)
+        self.recent = self.recent.merged(_Sorted.of(keys, cents))
 
     def window(self, low: Int64s, high: Int64s) -> tuple[Int64s, Int64s]:
         """Count and cent total of the events with ``low <= key <= high``."""
+        order = np.argsort(low, kind="stable")
+        low, high = low[order], high[order]
         count, cents = self.base.window(low, high)
         if len(self.recent.keys):
             more, extra = self.recent.window(low, high)
             count, cents = count + more, cents + extra
-        return count, cents
+        out_count, out_cents = np.empty_like(count), np.empty_like(cents)
+        out_count[order], out_cents[order] = count, cents
+        return out_count, out_cents
 
-    def trim(self, oldest: int) -> None:
-        """Drop events before second ``oldest`` (every entity's)."""
-        keys = np.concatenate([self.base.keys, self.recent.keys])
-        cents = np.concatenate([self.base.cents, self.recent.cents])
-        keep = (keys & np.int64(0xFFFFFFFF)) >= oldest
-        self.base = _Sorted(keys[keep], cents[keep])
+    def compact(self, oldest: int) -> None:
+        """Merge the small run into the large one, dropping events before second
+        ``oldest`` (every entity's); a mask keeps the order, so nothing is sorted."""
+        keep = (self.base.keys & np.int64(0xFFFFFFFF)) >= oldest
+        kept = _Sorted(self.base.keys[keep], self.base.cents[keep])
+        self.base = kept.merged(self.recent)
         self.recent = _Sorted(EMPTY, EMPTY)
 
 
@@ -100,30 +128,34 @@ class MemoryStore(FeatureStore):
         self._fraud_keys: Int64s = np.empty(0, dtype=np.int64)
         self._fraud_reported: Int64s = np.empty(0, dtype=np.int64)
         self._fraud_index_stale = False
-        self._since_trim = 0
+        self._since_compaction = 0
         self._latest = 0
 
     def close(self) -> None:
         """Nothing to release."""
 
+    def held(self) -> int:
+        """Customer events in memory: bounded by the retention, whatever the history."""
+        return len(self._customers.base.keys) + len(self._customers.recent.keys)
+
     def _record_and_read(self, batch: Transactions) -> dict[str, npt.NDArray[np.generic]]:
         self._record(batch)
         windows: dict[str, npt.NDArray[np.generic]] = {}
-        for feature in features_of("customer"):
-            low, high = window_bounds(feature, batch.seconds)
-            count, cents = self._customers.window(
-                _keys(batch.customers, low), _keys(batch.customers, high)
-            )
-            windows[feature.name] = count
-            windows[f"{feature.name}:cents"] = cents
-        for feature in features_of("terminal"):
-            low, high = window_bounds(feature, batch.seconds)
-            if feature.aggregation == "count":
-                windows[feature.name], _ = self._terminals.window(
-                    _keys(batch.terminals, low), _keys(batch.terminals, high)
-                )
-            else:
-                windows[feature.name] = self._known_frauds(batch, low, high)
+        entities: dict[Entity, tuple[_Events, Int64s]] = {
+            "customer": (self._customers, batch.customers),
+            "terminal": (self._terminals, batch.terminals),
+        }
+        for entity, (events, ids) in entities.items():
+            answered: dict[tuple[int, int], tuple[Int64s, Int64s]] = {}
+            for feature in features_of(entity):
+                low, high = window_bounds(feature, batch.seconds)
+                if feature.aggregation == "fraud_share":
+                    windows[feature.name] = self._known_frauds(batch, low, high)
+                    continue
+                span = (feature.window_days, feature.delay_days)  # count and mean share it
+                if span not in answered:
+                    answered[span] = events.window(_keys(ids, low), _keys(ids, high))
+                windows[feature.name], windows[f"{feature.name}:cents"] = answered[span]
         return windows
 
     def _record(self, batch: Transactions) -> None:
@@ -144,9 +176,9 @@ class MemoryStore(FeatureStore):
         self._customers.add(_keys(batch.customers[rows], seconds), batch.cents[rows])
         self._terminals.add(_keys(batch.terminals[rows], seconds), np.zeros(len(rows), np.int64))
         self._latest = max(self._latest, int(seconds.max()))
-        self._since_trim += len(rows)
-        if self._since_trim >= TRIM_EVERY:
-            self._trim()
+        self._since_compaction += len(rows)
+        if self._since_compaction >= COMPACT_EVERY:
+            self._compact()
         self._index_frauds()
 
     def record_chargebacks(self, chargebacks: Chargebacks) -> None:
@@ -191,11 +223,20 @@ class MemoryStore(FeatureStore):
         known = self._fraud_reported[positions] < batch.seconds[rows]
         return np.bincount(rows[known], minlength=len(batch)).astype(np.int64)
 
-    def _trim(self) -> None:
+    def _compact(self) -> None:
         oldest = self._latest - RETENTION_DAYS * DAY
-        self._customers.trim(oldest)
-        self._terminals.trim(oldest)
-        self._seen = {t: v for t, v in self._seen.items() if v[1] >= oldest}
+        self._customers.compact(oldest)
+        self._terminals.compact(oldest)
+        # Oldest first: the ids were inserted in arrival order, which follows event time
+        # but for late events; a late one stays until those before it go, which only
+        # keeps it longer than needed.
+        expired = []
+        for transaction, (_, second) in self._seen.items():
+            if second >= oldest:
+                break
+            expired.append(transaction)
+        for transaction in expired:
+            del self._seen[transaction]
         self._frauds = {t: v for t, v in self._frauds.items() if v[1] >= oldest}
         self._fraud_index_stale = True
-        self._since_trim = 0
+        self._since_compaction = 0
