@@ -24,7 +24,7 @@ def test_dbt_models_are_the_rendered_declarations(entity: str) -> None:
     )
 
 
-def test_the_handbooks_features_are_declared() -> None:
+def test_the_handbooks_features_and_recent_terminal_windows_are_declared() -> None:
     assert set(FEATURE_NAMES) == {
         "amount",
         "is_weekend",
@@ -33,8 +33,12 @@ def test_the_handbooks_features_are_declared() -> None:
         *(f"customer_mean_amount_{d}d" for d in (1, 7, 30)),
         *(f"terminal_transactions_{d}d" for d in (1, 7, 30)),
         *(f"terminal_risk_{d}d" for d in (1, 7, 30)),
+        *(f"terminal_recent_transactions_{d}d" for d in (1, 7, 30)),
+        *(f"terminal_recent_risk_{d}d" for d in (1, 7, 30)),
     }
-    assert {f.delay_days for f in WINDOW_FEATURES if f.entity == "terminal"} == {7}
+    delays = {f.name: f.delay_days for f in WINDOW_FEATURES if f.entity == "terminal"}
+    assert {d for name, d in delays.items() if "recent" not in name} == {7}
+    assert {d for name, d in delays.items() if "recent" in name} == {0}
 
 
 START = datetime(2018, 5, 1)
@@ -42,7 +46,7 @@ START = datetime(2018, 5, 1)
 
 def _terminal_features(
     rows: list[tuple[str, int, datetime, bool, datetime | None]],
-) -> dict[str, tuple[float, ...]]:
+) -> dict[str, dict[str, float]]:
     connection = duckdb.connect()
     connection.execute(
         "CREATE TABLE fct (transaction_id VARCHAR, terminal_id BIGINT, event_time TIMESTAMP, "
@@ -51,9 +55,11 @@ def _terminal_features(
     connection.executemany(
         "INSERT INTO fct VALUES (?, ?, ?, ?, ?, 1, 10.0)", [list(row) for row in rows]
     )
-    result = connection.execute(render_model("terminal", source="fct")).fetchall()
+    cursor = connection.execute(render_model("terminal", source="fct"))
+    names = [column[0] for column in cursor.description]
+    result = cursor.fetchall()
     connection.close()
-    return {row[0]: tuple(row[3:]) for row in result}
+    return {row[0]: dict(zip(names[3:], row[3:], strict=True)) for row in result}
 
 
 def test_a_label_reported_later_changes_no_feature() -> None:
@@ -71,8 +77,8 @@ def test_a_label_reported_later_changes_no_feature() -> None:
     early = [("old0", 7, START, True, START + 9 * day - timedelta(hours=1)), *history[1:]]
     seen = _terminal_features([*early, scored])
     assert seen["now"] != before["now"]
-    transactions_7d, risk_7d = seen["now"][1], seen["now"][4]
-    assert risk_7d == pytest.approx(1 / transactions_7d)
+    now = seen["now"]
+    assert now["terminal_risk_7d"] == pytest.approx(1 / now["terminal_transactions_7d"])
 
 
 def test_terminal_windows_end_at_the_delay() -> None:
@@ -82,7 +88,22 @@ def test_terminal_windows_end_at_the_delay() -> None:
         ("b", 1, START + 5 * day, True, START + 6 * day),  # 5 days before "now": in the delay
         ("now", 1, START + 10 * day, False, None),
     ]
+    now = _terminal_features(rows)["now"]
+    assert [now[f"terminal_transactions_{d}d"] for d in (1, 7, 30)] == [0, 1, 1]
+    assert [now[f"terminal_risk_{d}d"] for d in (1, 7, 30)] == [0.0, 1.0, 1.0]
+    # Recent windows end at the transaction and hold it: "b" is in the last 7 days.
+    assert [now[f"terminal_recent_transactions_{d}d"] for d in (1, 7, 30)] == [1, 2, 3]
+    recent_risk = [now[f"terminal_recent_risk_{d}d"] for d in (1, 7, 30)]
+    assert recent_risk == pytest.approx([0.0, 1 / 2, 2 / 3])
+
+
+def test_a_recent_window_never_sees_an_unreported_fraud() -> None:
+    hour = timedelta(hours=1)
+    rows = [
+        ("fraud", 3, START, True, START + 5 * hour),  # reported after "now"
+        ("now", 3, START + 2 * hour, False, None),
+        ("later", 3, START + 6 * hour, False, None),  # after the report
+    ]
     features = _terminal_features(rows)
-    transactions_1d, transactions_7d, transactions_30d, risk_1d, risk_7d, risk_30d = features["now"]
-    assert (transactions_1d, transactions_7d, transactions_30d) == (0, 1, 1)
-    assert (risk_1d, risk_7d, risk_30d) == (0.0, 1.0, 1.0)
+    assert features["now"]["terminal_recent_risk_1d"] == 0.0
+    assert features["later"]["terminal_recent_risk_1d"] == pytest.approx(1 / 3)

@@ -1,7 +1,8 @@
--- Generated from lakebed.fraud.features (feature set d620064bf4a7); do not edit.
+-- Generated from lakebed.fraud.features (feature set 8e97941f8eae); do not edit.
 -- Regenerate with: python -m lakebed.fraud.features
--- Terminal risk: windows that end a week before the transaction (labels arrive
--- late), counting only frauds reported before the transaction: point in time.
+-- Terminal risk: windows that end a week before the transaction (the handbook's
+-- delay for late labels) and recent ones that end at it, counting only frauds
+-- reported before the transaction: point in time.
 with scored as (
     select transaction_id, terminal_id, event_time from {{ ref('fct_transactions') }}
 ),
@@ -25,7 +26,19 @@ counted as (
         count(*) over (
             partition by terminal_id order by event_time
             range between interval 37 days preceding and interval 7 days preceding
-        ) as terminal_transactions_30d
+        ) as terminal_transactions_30d,
+        count(*) over (
+            partition by terminal_id order by event_time
+            range between interval 1 days preceding and current row
+        ) as terminal_recent_transactions_1d,
+        count(*) over (
+            partition by terminal_id order by event_time
+            range between interval 7 days preceding and current row
+        ) as terminal_recent_transactions_7d,
+        count(*) over (
+            partition by terminal_id order by event_time
+            range between interval 30 days preceding and current row
+        ) as terminal_recent_transactions_30d
     from {{ ref('fct_transactions') }}
 ),
 
@@ -35,20 +48,32 @@ known as (
         count(*) filter (
             where frauds.event_time >= scored.event_time - interval 8 days
             and frauds.event_time <= scored.event_time - interval 7 days
-        ) as frauds_1d,
+        ) as frauds_terminal_risk_1d,
         count(*) filter (
             where frauds.event_time >= scored.event_time - interval 14 days
             and frauds.event_time <= scored.event_time - interval 7 days
-        ) as frauds_7d,
+        ) as frauds_terminal_risk_7d,
         count(*) filter (
             where frauds.event_time >= scored.event_time - interval 37 days
             and frauds.event_time <= scored.event_time - interval 7 days
-        ) as frauds_30d
+        ) as frauds_terminal_risk_30d,
+        count(*) filter (
+            where frauds.event_time >= scored.event_time - interval 1 days
+            and frauds.event_time <= scored.event_time - interval 0 days
+        ) as frauds_terminal_recent_risk_1d,
+        count(*) filter (
+            where frauds.event_time >= scored.event_time - interval 7 days
+            and frauds.event_time <= scored.event_time - interval 0 days
+        ) as frauds_terminal_recent_risk_7d,
+        count(*) filter (
+            where frauds.event_time >= scored.event_time - interval 30 days
+            and frauds.event_time <= scored.event_time - interval 0 days
+        ) as frauds_terminal_recent_risk_30d
     from scored
     inner join frauds
         on frauds.terminal_id = scored.terminal_id
         and frauds.event_time >= scored.event_time - interval 37 days
-        and frauds.event_time <= scored.event_time - interval 7 days
+        and frauds.event_time <= scored.event_time - interval 0 days
         and frauds.fraud_reported_at < scored.event_time
     group by scored.transaction_id
 )
@@ -60,18 +85,33 @@ select
     counted.terminal_transactions_1d,
     counted.terminal_transactions_7d,
     counted.terminal_transactions_30d,
+    counted.terminal_recent_transactions_1d,
+    counted.terminal_recent_transactions_7d,
+    counted.terminal_recent_transactions_30d,
     coalesce(
-        coalesce(known.frauds_1d, 0) / nullif(counted.terminal_transactions_1d, 0),
+        coalesce(known.frauds_terminal_risk_1d, 0) / nullif(counted.terminal_transactions_1d, 0),
         0
     ) as terminal_risk_1d,
     coalesce(
-        coalesce(known.frauds_7d, 0) / nullif(counted.terminal_transactions_7d, 0),
+        coalesce(known.frauds_terminal_risk_7d, 0) / nullif(counted.terminal_transactions_7d, 0),
         0
     ) as terminal_risk_7d,
     coalesce(
-        coalesce(known.frauds_30d, 0) / nullif(counted.terminal_transactions_30d, 0),
+        coalesce(known.frauds_terminal_risk_30d, 0) / nullif(counted.terminal_transactions_30d, 0),
         0
-    ) as terminal_risk_30d
+    ) as terminal_risk_30d,
+    coalesce(
+        coalesce(known.frauds_terminal_recent_risk_1d, 0) / nullif(counted.terminal_recent_transactions_1d, 0),
+        0
+    ) as terminal_recent_risk_1d,
+    coalesce(
+        coalesce(known.frauds_terminal_recent_risk_7d, 0) / nullif(counted.terminal_recent_transactions_7d, 0),
+        0
+    ) as terminal_recent_risk_7d,
+    coalesce(
+        coalesce(known.frauds_terminal_recent_risk_30d, 0) / nullif(counted.terminal_recent_transactions_30d, 0),
+        0
+    ) as terminal_recent_risk_30d
 from scored
 inner join counted on counted.transaction_id = scored.transaction_id
 left join known on known.transaction_id = scored.transaction_id

@@ -163,7 +163,7 @@ class FeatureHistory:
         for feature in features_of("customer"):
             columns.update(self._customer_window(feature, customers, seconds, amounts, replay))
         for feature in features_of("terminal"):
-            columns.update(self._terminal_window(feature, terminals, seconds))
+            columns.update(self._terminal_window(feature, terminals, seconds, replay))
         return np.column_stack([columns[name] for name in FEATURE_NAMES]).astype(np.float64)
 
     def _customer_window(
@@ -187,12 +187,21 @@ class FeatureHistory:
         return {feature.name: total / np.maximum(count, 1)}
 
     def _terminal_window(
-        self, feature: WindowFeature, terminals: Int64s, seconds: Int64s
+        self,
+        feature: WindowFeature,
+        terminals: Int64s,
+        seconds: Int64s,
+        replay: npt.NDArray[np.bool_],
     ) -> dict[str, npt.NDArray[np.generic]]:
         low = seconds - (feature.window_days + feature.delay_days) * DAY
         high = seconds - feature.delay_days * DAY
         start, stop = self._terminal.bounds(terminals, low, high)
         count = stop - start
+        if feature.delay_days == 0:
+            # A window that ends at the transaction holds it: a new one is added, a
+            # replayed one is already there. (It is never a known fraud of its own window:
+            # no chargeback is reported before the payment.)
+            count = count + (~replay)
         if feature.aggregation == "count":
             return {feature.name: count}
         fraud_start, fraud_stop = self._frauds.bounds(terminals, low, high)

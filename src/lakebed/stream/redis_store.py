@@ -156,7 +156,7 @@ for _, e in ipairs(events) do
     if f[2] == 'risk' then
       out[#out + 1] = known_frauds(ids.t, low, high, second)
     else
-      local key = entity .. ':' .. low
+      local key = entity .. ':' .. low .. ':' .. high
       local counted = shared[key] or count(entity, low, high)
       shared[key] = counted
       out[#out + 1] = counted

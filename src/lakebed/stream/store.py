@@ -138,13 +138,8 @@ def _value(feature: WindowFeature, windows: dict[str, npt.NDArray[np.generic]]) 
     if feature.aggregation == "mean_amount":
         sums = np.asarray(windows[f"{feature.name}:cents"], dtype=np.float64)
         return sums / np.maximum(raw, 1) / 100.0
-    counted = np.asarray(windows[count_name(feature)], dtype=np.float64)
+    counted = np.asarray(windows[feature.counted().name], dtype=np.float64)
     return np.where(counted > 0, raw / np.maximum(counted, 1), 0.0)
-
-
-def count_name(feature: WindowFeature) -> str:
-    """The count feature over the same entity and window (a risk's denominator)."""
-    return WindowFeature(feature.entity, "count", feature.window_days, feature.delay_days).name
 
 
 def open_store(settings: Settings) -> FeatureStore:
