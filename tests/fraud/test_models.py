@@ -48,3 +48,12 @@ def test_fitting_is_deterministic() -> None:
         first = FraudModel.fit(spec, x, y).score(x)
         second = FraudModel.fit(spec, x, y).score(x)
         np.testing.assert_array_equal(first, second, err_msg=spec.name)
+
+
+def test_the_direct_xgboost_path_scores_as_scikit_learn_does() -> None:
+    x, y = _data()
+    model = FraudModel.fit(spec_named("xgboost"), x, y)
+    rows = np.vstack([_data(seed=1)[0][:500], np.full((1, x.shape[1]), np.nan)])
+    expected = model.classifier.predict_proba(rows)[:, 1]
+    np.testing.assert_allclose(model.score(rows), expected, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(model.single_threaded().score(rows[:3]), expected[:3], atol=1e-7)
