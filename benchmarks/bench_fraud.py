@@ -241,7 +241,9 @@ def main() -> None:
             evaluate(gold.frame, HANDBOOK_FEATURES),
         )
         handbook = handbook_terminal_features(settings, window.train_start, window.test_end)
-        leaky = gold.frame.drop(handbook.columns[1:]).join(handbook, on="transaction_id")
+        leaky = gold.frame.drop(handbook.columns[1:]).join(
+            handbook, on="transaction_id", maintain_order="left"
+        )
         print_models("handbook features (labels known at once)", evaluate(leaky, HANDBOOK_FEATURES))
         bench_scoring(settings, arguments.requests, arguments.skip_http)
 

@@ -10,10 +10,12 @@ import pytest
 from lakebed.fraud.features import (
     FEATURE_NAMES,
     MODEL_FOR,
+    RECENT_DELAY_DAYS,
     WINDOW_FEATURES,
     render_model,
 )
 from lakebed.lake.transform import DBT_PROJECT
+from lakebed.world.spec import FeedSpec
 
 
 @pytest.mark.parametrize("entity", ["customer", "terminal"])
@@ -38,7 +40,13 @@ def test_the_handbooks_features_and_recent_terminal_windows_are_declared() -> No
     }
     delays = {f.name: f.delay_days for f in WINDOW_FEATURES if f.entity == "terminal"}
     assert {d for name, d in delays.items() if "recent" not in name} == {7}
-    assert {d for name, d in delays.items() if "recent" in name} == {0}
+    assert {d for name, d in delays.items() if "recent" in name} == {RECENT_DELAY_DAYS}
+
+
+def test_recent_windows_end_after_every_late_event_has_arrived() -> None:
+    """Online values equal offline ones whatever the arrival order only if no event in
+    the window can still be on its way (the stream is partitioned by card, not terminal)."""
+    assert FeedSpec().late_max_days < RECENT_DELAY_DAYS
 
 
 START = datetime(2018, 5, 1)
@@ -91,19 +99,21 @@ def test_terminal_windows_end_at_the_delay() -> None:
     now = _terminal_features(rows)["now"]
     assert [now[f"terminal_transactions_{d}d"] for d in (1, 7, 30)] == [0, 1, 1]
     assert [now[f"terminal_risk_{d}d"] for d in (1, 7, 30)] == [0.0, 1.0, 1.0]
-    # Recent windows end at the transaction and hold it: "b" is in the last 7 days.
-    assert [now[f"terminal_recent_transactions_{d}d"] for d in (1, 7, 30)] == [1, 2, 3]
-    recent_risk = [now[f"terminal_recent_risk_{d}d"] for d in (1, 7, 30)]
-    assert recent_risk == pytest.approx([0.0, 1 / 2, 2 / 3])
+    # Recent windows end 4 days before "now": "b" sits on the 1-day window's far edge (both
+    # ends count), "a" is only in the longer ones, "now" in none.
+    assert [now[f"terminal_recent_transactions_{d}d"] for d in (1, 7, 30)] == [1, 2, 2]
+    assert [now[f"terminal_recent_risk_{d}d"] for d in (1, 7, 30)] == [1.0, 1.0, 1.0]
 
 
 def test_a_recent_window_never_sees_an_unreported_fraud() -> None:
-    hour = timedelta(hours=1)
+    day = timedelta(days=1)
     rows = [
-        ("fraud", 3, START, True, START + 5 * hour),  # reported after "now"
-        ("now", 3, START + 2 * hour, False, None),
-        ("later", 3, START + 6 * hour, False, None),  # after the report
+        ("fraud", 3, START, True, START + 6 * day),  # reported after "now"
+        ("other", 3, START + day / 2, False, None),
+        ("now", 3, START + 5 * day, False, None),
+        ("later", 3, START + 7 * day, False, None),  # after the report
     ]
     features = _terminal_features(rows)
-    assert features["now"]["terminal_recent_risk_1d"] == 0.0
-    assert features["later"]["terminal_recent_risk_1d"] == pytest.approx(1 / 3)
+    assert features["now"]["terminal_recent_transactions_7d"] == 2
+    assert features["now"]["terminal_recent_risk_7d"] == 0.0
+    assert features["later"]["terminal_recent_risk_7d"] == pytest.approx(1 / 2)

@@ -47,7 +47,9 @@ def test_fitting_is_deterministic() -> None:
     for spec in MODEL_SPECS:
         first = FraudModel.fit(spec, x, y).score(x)
         second = FraudModel.fit(spec, x, y).score(x)
-        np.testing.assert_array_equal(first, second, err_msg=spec.name)
+        # The random forest predicts on two threads that add their trees' votes in the
+        # order they finish: equal to the last bits of a double, not bit for bit.
+        np.testing.assert_allclose(first, second, rtol=1e-12, atol=0, err_msg=spec.name)
 
 
 def test_the_direct_xgboost_path_scores_as_scikit_learn_does() -> None:

@@ -1,4 +1,4 @@
--- Generated from lakebed.fraud.features (feature set 8e97941f8eae); do not edit.
+-- Generated from lakebed.fraud.features (feature set 906dc37390fa); do not edit.
 -- Regenerate with: python -m lakebed.fraud.features
 -- Customer spending: the current transaction included (time ranges, not rows).
 select

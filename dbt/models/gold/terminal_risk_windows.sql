@@ -1,8 +1,9 @@
--- Generated from lakebed.fraud.features (feature set 8e97941f8eae); do not edit.
+-- Generated from lakebed.fraud.features (feature set 906dc37390fa); do not edit.
 -- Regenerate with: python -m lakebed.fraud.features
 -- Terminal risk: windows that end a week before the transaction (the handbook's
--- delay for late labels) and recent ones that end at it, counting only frauds
--- reported before the transaction: point in time.
+-- delay for late labels) and recent ones that end 4 days before it (once every
+-- late event has arrived), counting only frauds reported before the transaction:
+-- point in time.
 with scored as (
     select transaction_id, terminal_id, event_time from {{ ref('fct_transactions') }}
 ),
@@ -29,15 +30,15 @@ counted as (
         ) as terminal_transactions_30d,
         count(*) over (
             partition by terminal_id order by event_time
-            range between interval 1 days preceding and current row
+            range between interval 5 days preceding and interval 4 days preceding
         ) as terminal_recent_transactions_1d,
         count(*) over (
             partition by terminal_id order by event_time
-            range between interval 7 days preceding and current row
+            range between interval 11 days preceding and interval 4 days preceding
         ) as terminal_recent_transactions_7d,
         count(*) over (
             partition by terminal_id order by event_time
-            range between interval 30 days preceding and current row
+            range between interval 34 days preceding and interval 4 days preceding
         ) as terminal_recent_transactions_30d
     from {{ ref('fct_transactions') }}
 ),
@@ -58,22 +59,22 @@ known as (
             and frauds.event_time <= scored.event_time - interval 7 days
         ) as frauds_terminal_risk_30d,
         count(*) filter (
-            where frauds.event_time >= scored.event_time - interval 1 days
-            and frauds.event_time <= scored.event_time - interval 0 days
+            where frauds.event_time >= scored.event_time - interval 5 days
+            and frauds.event_time <= scored.event_time - interval 4 days
         ) as frauds_terminal_recent_risk_1d,
         count(*) filter (
-            where frauds.event_time >= scored.event_time - interval 7 days
-            and frauds.event_time <= scored.event_time - interval 0 days
+            where frauds.event_time >= scored.event_time - interval 11 days
+            and frauds.event_time <= scored.event_time - interval 4 days
         ) as frauds_terminal_recent_risk_7d,
         count(*) filter (
-            where frauds.event_time >= scored.event_time - interval 30 days
-            and frauds.event_time <= scored.event_time - interval 0 days
+            where frauds.event_time >= scored.event_time - interval 34 days
+            and frauds.event_time <= scored.event_time - interval 4 days
         ) as frauds_terminal_recent_risk_30d
     from scored
     inner join frauds
         on frauds.terminal_id = scored.terminal_id
         and frauds.event_time >= scored.event_time - interval 37 days
-        and frauds.event_time <= scored.event_time - interval 0 days
+        and frauds.event_time <= scored.event_time - interval 4 days
         and frauds.fraud_reported_at < scored.event_time
     group by scored.transaction_id
 )

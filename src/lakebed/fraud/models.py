@@ -69,6 +69,10 @@ def _specs() -> tuple[ModelSpec, ...]:
         "subsample": 0.8,
         "colsample_bytree": 0.8,
         "tree_method": "hist",
+        # 256 bins put no split near a sharp amount threshold such as the simulator's
+        # > 220 rule. On validation weeks: 256 bins AP 0.677, 1,024 bins 0.701, exact
+        # splits 0.713 but 25x the fitting time; 1,024 bins keep fitting to seconds.
+        "max_bin": 1024,
     }
     return (
         ModelSpec(
