@@ -16,6 +16,7 @@ from pyiceberg.catalog import Catalog
 from lakebed.config import Settings
 from lakebed.serve.engine import (
     DuckDBEngine,
+    EngineUnreachable,
     NothingPublished,
     QueryFailed,
     QueryTimeout,
@@ -221,3 +222,34 @@ def test_cluster_profile_serves_through_trino(tmp_path: Path) -> None:
     assert isinstance(engine, TrinoEngine)
     assert engine.url == "http://127.0.0.1:18090"
     assert (engine.user, engine.catalog) == ("lakebed_reader", "lakebed")
+
+
+def test_trino_reads_are_retried_while_trino_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NO_NODES_AVAILABLE right after start is retried; for good it becomes a 503."""
+    from lakebed.serve import engine as module
+
+    engine = open_engine(Settings(data_home=tmp_path, profile="cluster"))
+    assert isinstance(engine, TrinoEngine)
+    failure = EngineUnreachable("Trino cannot run queries now: No nodes available")
+    answer = module.QueryResult(["x"], ["INTEGER"], [[1]], False, 0.0)
+    attempts: list[int] = []
+
+    def starting(statement: str, limit: int) -> module.QueryResult:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise module._TransientError(failure)
+        return answer
+
+    monkeypatch.setattr(engine, "_run_once", starting)
+    assert engine._run("SELECT 1", 10) is answer
+    assert len(attempts) == 3
+
+    def never(statement: str, limit: int) -> module.QueryResult:
+        raise module._TransientError(failure)
+
+    monkeypatch.setattr(engine, "_run_once", never)
+    monkeypatch.setattr(module, "TRINO_RETRY_SECONDS", 1.0)
+    with pytest.raises(EngineUnreachable, match="No nodes available"):
+        engine._run("SELECT 1", 10)

@@ -341,6 +341,11 @@ class DuckDBEngine:
 
 # Trino's answers to a query it could not run because of its own state, not the query's.
 _TRINO_UNAVAILABLE = frozenset({"SERVER_STARTING_UP", "SERVER_SHUTTING_DOWN", "NO_NODES_AVAILABLE"})
+# Passing states of a server that is starting: for a few seconds after it answers
+# SELECT 1, a query on a catalog can fail with NO_NODES_AVAILABLE (the node has not
+# announced the catalog yet; seen on a loaded 2-core box). A read is retried that long.
+_TRINO_TRANSIENT = frozenset({"SERVER_STARTING_UP", "NO_NODES_AVAILABLE"})
+TRINO_RETRY_SECONDS = 15.0
 _TABLES_SQL = (
     "SELECT table_schema, table_name, column_name, data_type "
     "FROM information_schema.columns WHERE table_schema IN ('silver', 'gold') "
@@ -465,6 +470,16 @@ class TrinoEngine:
         return tables
 
     def _run(self, statement: str, limit: int) -> QueryResult:
+        deadline = time.monotonic() + min(TRINO_RETRY_SECONDS, self.timeout_seconds)
+        while True:
+            try:
+                return self._run_once(statement, limit)
+            except _TransientError as transient:
+                if time.monotonic() >= deadline:
+                    raise transient.failure from None
+                time.sleep(0.5)
+
+    def _run_once(self, statement: str, limit: int) -> QueryResult:
         started = time.perf_counter()
         connection = self.connect()
         try:
@@ -477,6 +492,8 @@ class TrinoEngine:
                 with suppress(trino.exceptions.Error, trino.exceptions.HttpError, OSError):
                     cursor.cancel()
         except trino.exceptions.TrinoQueryError as error:
+            if error.error_name in _TRINO_TRANSIENT:
+                raise _TransientError(self._failure(error)) from None
             raise self._failure(error) from None
         except (trino.exceptions.Error, trino.exceptions.HttpError, OSError) as error:
             # OSError: requests' connection errors (refused, reset, timed out).
@@ -502,6 +519,14 @@ class TrinoEngine:
         if error.error_name in _TRINO_UNAVAILABLE:
             return EngineUnreachable(f"Trino at {self.url} cannot run queries now: {error.message}")
         return QueryFailed(_first_line(error.message))
+
+
+class _TransientError(Exception):
+    """A failure worth one more try shortly (Trino still starting)."""
+
+    def __init__(self, failure: QueryFailed) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
 
 
 def _as_trino(statement: str) -> str:
