@@ -89,9 +89,16 @@ def test_clear_forgets_everything(store: FeatureStore) -> None:
     assert row[column("customer_transactions_1d")] == 1
 
 
-def test_windows_stay_exact_over_months_of_events(store: FeatureStore) -> None:
+def test_windows_stay_exact_over_months_of_events(
+    store: FeatureStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Long enough for the stores' periodic work (compaction, expiry of old events and
-    ids) to run several times: every window still equals a count over all history."""
+    ids) to run several times: every window still equals a count over all history. The
+    in-process store's runs are made smaller here, so its merges (of the small run into
+    the middle one, every 700 events, not on a batch boundary; of everything into the
+    large one, every 6,000) happen many times over."""
+    monkeypatch.setattr("lakebed.stream.memory_store.SMALL_RUN", 700)
+    monkeypatch.setattr("lakebed.stream.memory_store.COMPACT_EVERY", 6_000)
     rng = np.random.default_rng(7)
     n, days, batch_size = 45_000, 50, 500
     seconds = START + np.sort(rng.integers(0, days * DAY, n))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -52,7 +53,7 @@ class WindowFeature:
     delay_days: int = 0
     tag: str = ""  # tells apart windows of the same length that end at different times
 
-    @property
+    @cached_property  # the stream engine asks for names on every batch
     def name(self) -> str:
         measure = {"count": "transactions", "mean_amount": "mean_amount", "fraud_share": "risk"}
         tag = f"{self.tag}_" if self.tag else ""
@@ -60,7 +61,12 @@ class WindowFeature:
 
     def counted(self) -> WindowFeature:
         """The count over the same window (a risk's denominator)."""
-        return replace(self, aggregation="count")
+        return _counted(self)
+
+
+@cache
+def _counted(feature: WindowFeature) -> WindowFeature:
+    return replace(feature, aggregation="count")
 
 
 CUSTOMER_AGGREGATIONS: tuple[Aggregation, ...] = ("count", "mean_amount")

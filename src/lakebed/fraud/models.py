@@ -18,6 +18,8 @@ probabilities of the minority class; the scoring thresholds are set on the model
 
 from __future__ import annotations
 
+import ctypes
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,7 +31,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
-from xgboost import XGBClassifier
+from xgboost import Booster, XGBClassifier
+from xgboost import core as _xgboost_core
 
 from lakebed.fraud.features import FEATURE_NAMES, FEATURE_SET_VERSION
 
@@ -222,11 +225,61 @@ def _score_boosted(
     if scaler.with_std:
         scaled = scaled / scaler.scale_
     best = getattr(model, "best_iteration", None)
-    predictions = model.get_booster().inplace_predict(
-        scaled,
-        iteration_range=(0, best + 1) if best is not None else (0, 0),
-        predict_type="value",
-        missing=model.missing,
-        validate_features=False,
-    )
+    end = best + 1 if best is not None else 0
+    predictions = _predict_dense(model.get_booster(), scaled, end, model.missing)
     return np.asarray(predictions, dtype=np.float64)
+
+
+def _predict_dense(booster: Booster, data: Matrix, end: int, missing: float) -> Any:
+    """``booster.inplace_predict(data, iteration_range=(0, end), missing=missing)`` for a
+    dense float64 matrix, through the same C function (``XGBoosterPredictFromDense``).
+
+    Why not the method: per call it defines a Python class to wrap the output (XGBoost
+    3.2's ``from_array_interface``), ~26 objects of cyclic garbage, so a stream worker
+    scoring thousands of small batches fed the garbage collector whole classes to tear
+    down: 25-50 ms pauses, the in-process engine's p99 at 5k events/s (measured), and
+    ~110 µs more per call. A test holds this equal to ``predict_proba``, bit for bit."""
+    data = np.ascontiguousarray(data, dtype=np.float64)
+    rows = data.shape[0]
+    interface = json.dumps(
+        {
+            "data": [data.ctypes.data, True],
+            "shape": list(data.shape),
+            "strides": None,
+            "typestr": "<f8",
+            "version": 3,
+        }
+    ).encode()
+    config = json.dumps(
+        {
+            "type": 0,  # probabilities, not margins
+            "training": False,
+            "iteration_begin": 0,
+            "iteration_end": end,
+            "missing": missing,
+            "strict_shape": False,
+            "cache_id": 0,
+        }
+    ).encode()
+    shape = ctypes.POINTER(ctypes.c_uint64)()
+    dims = ctypes.c_uint64()
+    predictions = ctypes.POINTER(ctypes.c_float)()
+    _xgboost_core._check_call(
+        _xgboost_core._LIB.XGBoosterPredictFromDense(
+            booster.handle,
+            interface,
+            config,
+            ctypes.c_void_p(),
+            ctypes.byref(shape),
+            ctypes.byref(dims),
+            ctypes.byref(predictions),
+        )
+    )
+    if dims.value != 1 or shape[0] != rows:  # not one probability per row: the method
+        return booster.inplace_predict(
+            data, iteration_range=(0, end), missing=missing, validate_features=False
+        )
+    out = np.empty(rows, dtype=np.float32)
+    if rows:
+        ctypes.memmove(out.ctypes.data, predictions, out.nbytes)  # XGBoost reuses its buffer
+    return out

