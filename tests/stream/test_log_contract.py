@@ -49,6 +49,24 @@ def test_a_key_keeps_its_order_on_one_partition(log: EventLog) -> None:
         assert values == sorted(values)
 
 
+def test_poll_returns_what_is_there_without_waiting_for_a_full_batch(log: EventLog) -> None:
+    """The engine's latency rests on this: a batch is whatever has arrived, so three
+    records come back long before the timeout, not when 1,000 have piled up."""
+    name = topic(log, partitions=1)
+    with log.consumer(f"g.{uuid.uuid4().hex}", [name]) as consumer:
+        assert consumer.poll(1000, 0.3) == []  # nothing there: it waits, then gives up
+        send(log, name, [(b"k", b"first")])
+        assert [r.value for r in drain(consumer, 1)] == [b"first"]  # joined the group
+        send(log, name, [(b"k", f"{i}".encode()) for i in range(3)])
+        records: list[Record] = []
+        began = time.monotonic()
+        while len(records) < 3 and time.monotonic() - began < 30:
+            records += consumer.poll(1000, 10.0)
+        waited = time.monotonic() - began
+    assert [r.value for r in records] == [b"0", b"1", b"2"]
+    assert waited < 5.0, f"poll held {len(records)} records for {waited:.1f} s"
+
+
 def test_group_members_share_partitions_and_resume_from_commits(log: EventLog) -> None:
     name, group = topic(log), f"g.{uuid.uuid4().hex}"
     send(log, name, [(f"k{i}".encode(), b"first") for i in range(100)])

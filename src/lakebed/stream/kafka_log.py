@@ -122,7 +122,16 @@ class KafkaLogConsumer(Consumer):
         return self._consumer
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
-        messages = self._consumer.consume(max_records, timeout_s)
+        # What librdkafka has fetched already, without waiting; only when that is nothing,
+        # wait for one message and take what came with it. (``consume(n, timeout)`` would
+        # hold every record until ``n`` arrived or the timeout passed.)
+        messages = self._consumer.consume(max_records, 0)
+        if not messages:
+            first = self._consumer.poll(timeout_s)
+            if first is None:
+                return []
+            more = self._consumer.consume(max_records - 1, 0) if max_records > 1 else []
+            messages = [first, *more]
         records = []
         for message in messages:
             error = message.error()
