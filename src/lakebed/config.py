@@ -136,7 +136,9 @@ class StreamSettings(BaseModel):
     )
     group: str = Field("lakebed-stream", description="the engine's Kafka consumer group")
     batch_size: int = Field(1000, gt=0, description="events scored together at most")
-    poll_timeout_ms: int = Field(5, ge=0, description="wait for a batch to fill at most")
+    poll_timeout_ms: int = Field(
+        5, ge=0, description="how long a poll waits when nothing has arrived"
+    )
     alert_threshold: float | None = Field(
         None, gt=0, lt=1, description="score from which to alert; empty: fraud.review_threshold"
     )

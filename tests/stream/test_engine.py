@@ -3,6 +3,8 @@ one output per input when a batch fails half-way."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -11,7 +13,8 @@ import orjson
 import pytest
 
 from lakebed.fraud.features import FEATURE_NAMES
-from lakebed.stream.engine import ModelLoader, StreamEngine, registry_loader
+from lakebed.fraud.models import FraudModel
+from lakebed.stream.engine import ModelLoader, StreamEngine, publish_champion, registry_loader
 from lakebed.stream.log import EventLog, Record
 from lakebed.stream.memory_log import MemoryLog
 from lakebed.stream.memory_store import MemoryStore
@@ -162,3 +165,43 @@ def test_stop_finishes_the_batch_in_hand(
     stats = engine.run(stop=stop, on_batch=lambda s: stop.set() if s.batches == 3 else None)
     assert stats.batches == 3
     assert len(read_all(log, SCORED)) == stats.transactions  # committed, nothing half-done
+
+
+def test_workers_follow_a_new_champion_without_stopping(
+    feed: Feed, trained: Trained, lakehouse: Lakehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pointing the compacted champion topic at another version switches a running worker
+    to it at its next look (every few seconds, between batches)."""
+    monkeypatch.setattr("lakebed.stream.engine.CHAMPION_RECHECK_S", 0.05)
+    model, version = registry_loader(trained.settings)(None)
+    loaded: list[str | None] = []
+
+    def load(wanted: str | None) -> tuple[FraudModel, str]:
+        loaded.append(wanted)
+        return model, wanted or version
+
+    log = MemoryLog()
+    transactions = [m for m in feed.messages if m[0] == TRANSACTIONS]
+    half = len(transactions) // 2
+    publish(log, transactions[:half])
+    engine = StreamEngine(log, MemoryStore(), load, lakehouse.settings)
+    stop = threading.Event()
+    worker = threading.Thread(target=engine.run, kwargs={"stop": stop})
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while engine.lag() != 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        publish_champion(log, "next")
+        while engine.version != "next" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        publish(log, transactions[half:])
+        while engine.lag() != 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        worker.join(30)
+    assert loaded == [None, "next"]
+    versions = [orjson.loads(r.value or b"")["model_version"] for r in read_all(log, SCORED)]
+    assert versions[:10] == [version] * 10
+    assert versions[-10:] == ["next"] * 10
