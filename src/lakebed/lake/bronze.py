@@ -77,10 +77,6 @@ FEEDS = (
 )
 
 
-class ChangedFileError(ValueError):
-    """A landing file changed content while it was being ingested."""
-
-
 class WarehouseWriteError(OSError):
     """A batch's files could not be written to the warehouse (storage down...). Nothing
     of the batch is committed: the commit comes after every data file is written, so a
@@ -104,7 +100,6 @@ class HeaderMismatchError(ValueError):
 class LandingFile:
     name: str  # relative to the landing folder: the stable identity of the file
     path: Path
-    sha256: str
     size: int
 
 
@@ -203,14 +198,17 @@ def _ingest_feed(
     todo: list[LandingFile] = []
     for path in files:
         name = path.relative_to(landing).as_posix()
-        digest = _sha256(path)
         if name not in ledger:
+            # A new file is hashed as it is read for its batch: once, and the digest is
+            # that of the very bytes ingested.
             problem = _header_problem(feed, path)
             if problem:
                 report.files_refused.append(f"{name}: {problem}")
             else:
-                todo.append(LandingFile(name, path, digest, path.stat().st_size))
-        elif ledger[name] == digest:
+                todo.append(LandingFile(name, path, path.stat().st_size))
+            continue
+        digest = _sha256(path)
+        if ledger[name] == digest:
             report.files_unchanged += 1
         else:
             report.files_refused.append(
@@ -218,8 +216,8 @@ def _ingest_feed(
                 f"is now {digest[:12]}…); land corrections under a new file name"
             )
     for batch in _batches(todo, batch_files):
-        rows = _batch_rows(feed, batch)
-        listed = json.dumps({item.name: item.sha256 for item in batch}, sort_keys=True)
+        rows, digests = _batch_rows(feed, batch)
+        listed = json.dumps(digests, sort_keys=True)
         try:
             table.append(rows, snapshot_properties={LEDGER_PROPERTY: listed})
         except OSError as error:
@@ -267,14 +265,15 @@ def _batches(todo: list[LandingFile], batch_files: int) -> Iterator[list[Landing
         yield batch
 
 
-def _batch_rows(feed: Feed, batch: list[LandingFile]) -> pa.Table:
-    """All rows of one batch as one Arrow table; metadata columns are built by Polars
-    (constants and ranges), never as Python lists per line."""
+def _batch_rows(feed: Feed, batch: list[LandingFile]) -> tuple[pa.Table, dict[str, str]]:
+    """All rows of one batch as one Arrow table, and each file's sha256 (of the bytes
+    read); metadata columns are built by Polars (constants and ranges), never as Python
+    lists per line."""
     parts = []
+    digests: dict[str, str] = {}
     for landing_file in batch:
         content = landing_file.path.read_bytes()
-        if hashlib.sha256(content).hexdigest() != landing_file.sha256:
-            raise ChangedFileError(f"{landing_file.name} changed while it was being ingested")
+        digest = digests[landing_file.name] = hashlib.sha256(content).hexdigest()
         lines = (
             _csv_lines(feed, landing_file.name, content) if feed.is_csv else _json_lines(content)
         )
@@ -293,7 +292,7 @@ def _batch_rows(feed: Feed, batch: list[LandingFile]) -> pa.Table:
                 },
             ).with_columns(
                 _source_file=pl.lit(landing_file.name),
-                _file_sha256=pl.lit(landing_file.sha256),
+                _file_sha256=pl.lit(digest),
                 _line_number=pl.int_range(
                     lines.first_line, lines.first_line + size, dtype=pl.Int64
                 ),
@@ -305,7 +304,7 @@ def _batch_rows(feed: Feed, batch: list[LandingFile]) -> pa.Table:
     )
     if not feed.is_csv:
         frame = _flag_invalid_json(frame)
-    return frame.to_arrow().cast(feed.schema())
+    return frame.to_arrow().cast(feed.schema()), digests
 
 
 def _json_lines(content: bytes) -> Lines:
@@ -315,14 +314,18 @@ def _json_lines(content: bytes) -> Lines:
         payloads = content.decode("utf-8").split("\n")
         errors: list[str | None] = [None] * len(payloads)
     except UnicodeDecodeError:
-        payloads, errors = [], []
-        for raw in content.split(b"\n"):
+        # Escaping the whole file at once gives each line what escaping it alone would (a
+        # newline byte is never inside a UTF-8 sequence); only lines that are not ASCII
+        # are decoded again, to name their error.
+        payloads = content.decode("utf-8", errors="backslashreplace").split("\n")
+        errors = [None] * len(payloads)
+        for row, raw in enumerate(content.split(b"\n")):
+            if raw.isascii():
+                continue
             try:
-                payloads.append(raw.decode("utf-8"))
-                errors.append(None)
+                raw.decode("utf-8")
             except UnicodeDecodeError as error:
-                payloads.append(raw.decode("utf-8", errors="backslashreplace"))
-                errors.append(f"invalid UTF-8: {error.reason} at byte {error.start}")
+                errors[row] = f"invalid UTF-8: {error.reason} at byte {error.start}"
     if payloads and payloads[-1] == "":
         payloads.pop()
         errors.pop()
