@@ -9,12 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 
 from lakebed.config import Settings
-from lakebed.lake.bronze import _json_lines, ingest
+from lakebed.lake.bronze import ingest
 from lakebed.lake.catalog import open_catalog
 from lakebed.world.generate import Generated, generate_world
 from lakebed.world.spec import WorldSpec
@@ -152,35 +151,3 @@ def test_an_export_with_another_header_is_refused_alone(tmp_path: Path) -> None:
     ]
     customers = {feed.table: feed for feed in report.feeds}["customers"]
     assert (customers.files_ingested, customers.rows) == (1, 1)
-
-
-def _per_line(content: bytes) -> tuple[list[str], list[str | None]]:
-    """The reference: every line decoded alone."""
-    payloads: list[str] = []
-    errors: list[str | None] = []
-    for raw in content.split(b"\n"):
-        try:
-            payloads.append(raw.decode("utf-8"))
-            errors.append(None)
-        except UnicodeDecodeError as error:
-            payloads.append(raw.decode("utf-8", errors="backslashreplace"))
-            errors.append(f"invalid UTF-8: {error.reason} at byte {error.start}")
-    if payloads[-1] == "":
-        payloads.pop()
-        errors.pop()
-    return payloads, errors
-
-
-def test_a_file_with_bad_bytes_is_read_as_its_lines_would_be_one_by_one() -> None:
-    """A file with a bad byte is escaped whole, not line by line; each line's payload and
-    error must still be what decoding that line alone gives, whatever the bytes."""
-    rng = np.random.default_rng(3)
-    pieces = [b'{"a":"ok"}', "é€😀".encode(), b"\xe2\x82", b"\xff", b"\xc3", b"\x80", b"\\x41"]
-    for _ in range(200):
-        lines = [
-            b"".join(pieces[i] for i in rng.integers(0, len(pieces), rng.integers(0, 6)))
-            for _ in range(rng.integers(1, 8))
-        ]
-        content = b"\n".join(lines) + (b"\n" if rng.random() < 0.5 else b"")
-        got = _json_lines(content)
-        assert (got.payloads, got.errors) == _per_line(content), content

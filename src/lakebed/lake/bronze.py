@@ -314,18 +314,14 @@ def _json_lines(content: bytes) -> Lines:
         payloads = content.decode("utf-8").split("\n")
         errors: list[str | None] = [None] * len(payloads)
     except UnicodeDecodeError:
-        # Escaping the whole file at once gives each line what escaping it alone would (a
-        # newline byte is never inside a UTF-8 sequence); only lines that are not ASCII
-        # are decoded again, to name their error.
-        payloads = content.decode("utf-8", errors="backslashreplace").split("\n")
-        errors = [None] * len(payloads)
-        for row, raw in enumerate(content.split(b"\n")):
-            if raw.isascii():
-                continue
+        payloads, errors = [], []
+        for raw in content.split(b"\n"):
             try:
-                raw.decode("utf-8")
+                payloads.append(raw.decode("utf-8"))
+                errors.append(None)
             except UnicodeDecodeError as error:
-                errors[row] = f"invalid UTF-8: {error.reason} at byte {error.start}"
+                payloads.append(raw.decode("utf-8", errors="backslashreplace"))
+                errors.append(f"invalid UTF-8: {error.reason} at byte {error.start}")
     if payloads and payloads[-1] == "":
         payloads.pop()
         errors.pop()
