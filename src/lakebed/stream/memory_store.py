@@ -6,7 +6,7 @@ total is one subtraction. A batch is merged in with one insert; events older tha
 longest window (plus its delay) are dropped from time to time. Exact at the second, like
 the offline SQL's ``RANGE`` frames, and no history is rescanned per event.
 
-Latency: the periodic work (merging the small run into the large one, expiry) is linear
+Latency: the periodic work (merging the runs of ``_Events``, expiry) is linear
 merges and masks over arrays that are already sorted, never a sort of the whole history,
 and expiry of the seen transaction ids pops the oldest from the front of an insertion-
 ordered dict: a re-sort of a month of events (~400k) stalled the batch in hand for tens of
@@ -26,6 +26,7 @@ from lakebed.stream.store import (
     FeatureStore,
     Int64s,
     Transactions,
+    window_bounds,
 )
 
 SHIFT = np.int64(32)
@@ -167,10 +168,10 @@ class MemoryStore(FeatureStore):
         for entity, (events, ids) in entities.items():
             features = features_of(entity)
             # count and mean over one span share a search
-            spans = sorted({(f.window_days, f.delay_days) for f in features if not _risk(f)})
+            spans = {(f.window_days, f.delay_days): f for f in features if not _risk(f)}
             risks = [f for f in features if _risk(f)]
             if spans:
-                low, high = _bounds(spans, batch.seconds)
+                low, high = _bounds(list(spans.values()), batch.seconds)
                 tiled = np.tile(ids, len(spans))
                 count, cents = events.window(_keys(tiled, low), _keys(tiled, high))
                 answers = {
@@ -182,7 +183,7 @@ class MemoryStore(FeatureStore):
                         answer = answers[(feature.window_days, feature.delay_days)]
                         windows[feature.name], windows[f"{feature.name}:cents"] = answer
             if risks:
-                low, high = _bounds([(f.window_days, f.delay_days) for f in risks], batch.seconds)
+                low, high = _bounds(risks, batch.seconds)
                 known = self._known_frauds(
                     np.tile(batch.terminals, len(risks)),
                     np.tile(batch.seconds, len(risks)),
@@ -283,8 +284,7 @@ def _risk(feature: WindowFeature) -> bool:
     return feature.aggregation == "fraud_share"
 
 
-def _bounds(spans: list[tuple[int, int]], seconds: Int64s) -> tuple[Int64s, Int64s]:
-    """First and last second of each (window, delay) span per event, span after span."""
-    low = np.concatenate([seconds - (days + delay) * DAY for days, delay in spans])
-    high = np.concatenate([seconds - delay * DAY for _, delay in spans])
-    return low, high
+def _bounds(features: list[WindowFeature], seconds: Int64s) -> tuple[Int64s, Int64s]:
+    """Each feature's window bounds for every event, feature after feature."""
+    bounds = [window_bounds(feature, seconds) for feature in features]
+    return np.concatenate([low for low, _ in bounds]), np.concatenate([high for _, high in bounds])
