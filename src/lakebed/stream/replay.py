@@ -59,7 +59,9 @@ class ReplayReport:
 
     @property
     def capacity(self) -> float:
-        """Events per second of the engine's busy time: what one worker can sustain."""
+        """Events per second of the engine's busy time, at the batch sizes this load gave:
+        batches are whatever has arrived, so a light load makes small batches, each with
+        its fixed cost, and a backlog makes large ones (the benchmark's capacity)."""
         return self.transactions / self.busy_s if self.busy_s else 0.0
 
     @property
