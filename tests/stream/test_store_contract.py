@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+import redis
 
 from lakebed.fraud.features import FEATURE_NAMES
+from lakebed.services import RedisServer
 from lakebed.stream.store import DAY, Chargebacks, FeatureStore, Transactions
 
 START = int(datetime(2018, 5, 1, 12, tzinfo=UTC).timestamp())
@@ -163,3 +165,34 @@ def test_the_in_process_store_forgets_what_no_window_reaches() -> None:
             )
         )
     assert store.held() <= (RETENTION_DAYS + 1) * per_day + COMPACT_EVERY
+
+
+def test_redis_forgets_what_no_window_reaches(redis_server: RedisServer) -> None:
+    """A card's packed log and a terminal's sorted set keep the retention's events (the
+    log at most twice as many), however long they are used: three retentions of hourly
+    events, at the same second past the hour, are trimmed as they are touched."""
+    from lakebed.stream.redis_store import RedisStore
+    from lakebed.stream.store import RETENTION_DAYS
+
+    per_day = 24
+    with RedisStore(redis_server.url, prefix="forget:") as store:
+        store.clear()
+        for day in range(3 * RETENTION_DAYS):
+            seconds = START + day * DAY + np.arange(per_day) * HOUR + 7
+            store.update(
+                Transactions(
+                    [f"f{day}_{i}" for i in range(per_day)],
+                    seconds.astype(np.int64),
+                    np.full(per_day, 1, dtype=np.int64),
+                    np.full(per_day, 2, dtype=np.int64),
+                    np.full(per_day, 1_000, dtype=np.int64),
+                )
+            )
+        client = redis.Redis.from_url(redis_server.url)
+        card_events = client.strlen("forget:c:1:l") // 16
+        terminal_events = client.zcard("forget:t:2:e")
+        assert RETENTION_DAYS * per_day <= card_events <= 2 * RETENTION_DAYS * per_day
+        assert RETENTION_DAYS * per_day <= terminal_events <= (RETENTION_DAYS + 5) * per_day
+        assert 0 < client.ttl("forget:c:1:l") <= RETENTION_DAYS * DAY
+        client.close()
+        store.clear()

@@ -1,17 +1,22 @@
-"""The Redis feature store (cluster profile): sorted sets and day buckets, in Lua.
+"""The Redis feature store (cluster profile): a packed log per card, sorted sets per
+terminal, in Lua.
 
-Per card and per terminal, a sorted set of the entity's recent events (score: the event
-second) answers a window's count exactly with one ``ZCOUNT``, and its partial days at the
-edges exactly to the second; a hash of day buckets of cents answers the whole days of a
-sum with one ``HMGET``, shared by the windows that end at the same transaction. So windows
-are exact, as the offline SQL's ``RANGE`` frames are, and no history is rescanned. Frauds
-per terminal sit in a sorted set by event time with their report times beside them.
+A customer's recent events sit in one string, 16 bytes each (second, cents), appended as
+they arrive: one ``APPEND`` records an event, one ``GET`` a batch reads all of a card's
+windows, counted and summed exactly to the second in one pass in Lua. This replaced a
+sorted set per card with a hash of day buckets, whose partial days were range reads
+parsed member by member: 64 of the script's 130 µs an event (measured), and ~100 bytes an
+event of memory instead of 16. Reading the whole log is linear in a card's events within
+the retention (~75 on the default world), which people's cards keep small; terminals,
+which can be very busy, keep a sorted set (score: the event second) that answers each
+window with one ``ZCOUNT`` in logarithmic time. Frauds per terminal sit in a sorted set by
+event time with their report times beside them.
 
 A batch (up to 1,000 events) is one ``EVALSHA``: one round trip, and atomic, so a worker
 killed mid-batch leaves all of its updates or none. ``SET NX`` on the transaction id makes
-each update idempotent. Data older than the longest window is trimmed as entities are touched,
-and every key expires after the retention period of wall-clock time as well, so idle cards
-and terminals do not stay for ever.
+each update idempotent. Events older than the longest window are trimmed as entities are
+touched, and every key expires after the retention period of wall-clock time as well, so
+idle cards and terminals do not stay for ever.
 """
 
 from __future__ import annotations
@@ -52,65 +57,89 @@ _UPDATE = (
     _COMMON
     + """
 local spec = cjson.decode(ARGV[2])
-local WIDEST = 1
-for _, f in ipairs(spec) do
-  if f[2] == 'mean' then WIDEST = math.max(WIDEST, (f[3] - f[4]) / DAY) end
+
+-- A customer's recent events, packed: 16 bytes each (second, cents), in arrival order.
+local PACKED = '<i8i8'
+local CHUNK = 200  -- events per struct.unpack call (Lua's stack holds ~8,000 results)
+local TRIM_EVENTS = 32
+
+local function unpacked(blob)
+  local seconds, cents = {}, {}
+  local n = #blob / 16
+  for first = 0, n - 1, CHUNK do
+    local m = math.min(CHUNK, n - first)
+    local values = {struct.unpack(
+      '<' .. string.rep('i8', 2 * m), string.sub(blob, first * 16 + 1, (first + m) * 16))}
+    for i = 1, 2 * m, 2 do
+      seconds[#seconds + 1] = values[i]
+      cents[#cents + 1] = values[i + 1]
+    end
+  end
+  return seconds, cents
 end
 
-local function record(entity, id, second, cents)
-  local edges = P .. entity .. ':e'
-  redis.call('ZADD', edges, second, id .. ':' .. (cents or 0))
+local function trim(key, second)
+  local seconds, cents = unpacked(redis.call('GET', key))
+  local kept = {}
+  for i = 1, #seconds do
+    if seconds[i] >= second - RETAIN then
+      kept[#kept + 1] = struct.pack(PACKED, seconds[i], cents[i])
+    end
+  end
+  redis.call('SET', key, table.concat(kept), 'EX', TTL)
+end
+
+local function record_customer(customer, second, cents)
+  local key = P .. 'c:' .. customer .. ':l'
+  local events = redis.call('APPEND', key, struct.pack(PACKED, second, cents)) / 16
+  redis.call('EXPIRE', key, TTL)
+  -- Drop what fell out of every window whenever the log reaches a power of two events:
+  -- a trimmed log grows back to the same mark, so it holds the retention's events plus
+  -- a little (at most twice as many), and a trim's cost is shared by the appends since.
+  if events >= TRIM_EVENTS and bit.band(events, events - 1) == 0 then trim(key, second) end
+end
+
+local function record_terminal(terminal, id, second)
+  local edges = P .. 't:' .. terminal .. ':e'
+  redis.call('ZADD', edges, second, id)
   redis.call('EXPIRE', edges, TTL)
   if math.fmod(second, 97) == 0 then
     redis.call('ZREMRANGEBYSCORE', edges, '-inf', '(' .. (second - RETAIN))
   end
-  if not cents then return end
-  local buckets = P .. entity .. ':b'
-  local day = math.floor(second / DAY)
-  if redis.call('HINCRBY', buckets, 'a' .. day, cents) == cents and math.fmod(day, 8) == 0 then
-    -- a new day bucket, once a week or so: drop buckets that fell out of every window
-    for _, field in ipairs(redis.call('HKEYS', buckets)) do
-      if tonumber(string.sub(field, 2)) < day - RETAIN / DAY then
-        redis.call('HDEL', buckets, field)
+end
+
+-- The customer windows, distinct (low, high) offsets, each with a count and a sum.
+local SPANS, SPAN_OF = {}, {}
+for i, f in ipairs(spec) do
+  if f[1] == 'c' then
+    local key = f[3] .. ':' .. f[4]
+    if not SPAN_OF[key] then
+      SPANS[#SPANS + 1] = {f[3], f[4]}
+      SPAN_OF[key] = #SPANS
+    end
+    SPAN_OF[i] = SPAN_OF[key]
+  end
+end
+
+-- Every customer window of one event in one pass over the customer's events.
+local function customer_windows(log, second)
+  local counts, sums = {}, {}
+  local lows, highs = {}, {}
+  for j, span in ipairs(SPANS) do
+    counts[j], sums[j] = 0, 0
+    lows[j], highs[j] = second - span[1], second - span[2]
+  end
+  local seconds, cents = log[1], log[2]
+  for i = 1, #seconds do
+    local at = seconds[i]
+    for j = 1, #SPANS do
+      if at >= lows[j] and at <= highs[j] then
+        counts[j] = counts[j] + 1
+        sums[j] = sums[j] + cents[i]
       end
     end
   end
-  redis.call('EXPIRE', buckets, TTL)
-end
-
-local function count(entity, low, high)
-  return redis.call('ZCOUNT', P .. entity .. ':e', low, high)
-end
-
-local function edge_cents(edges, low, high)
-  local cents = 0
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', edges, low, high)) do
-    cents = cents + tonumber(string.match(member, ':(%-?%d+)$'))
-  end
-  return cents
-end
-
--- Sums over windows that all end at the same second: the day buckets of the widest one
--- and the partial last day are read once per event and shared by the narrower ones.
-local function total_cents(entity, low, high, shared)
-  local edges = P .. entity .. ':e'
-  local first, last = math.floor(low / DAY), math.floor(high / DAY)
-  if first == last then return edge_cents(edges, low, high) end
-  local key = entity .. '@' .. high
-  local cached = shared[key]
-  if not cached then
-    cached = {tail = edge_cents(edges, last * DAY, high), days = {}}
-    local fields = {}
-    for day = last - WIDEST, last - 1 do fields[#fields + 1] = 'a' .. day end
-    local values = redis.call('HMGET', P .. entity .. ':b', unpack(fields))
-    for i = 1, #fields do cached.days[last - WIDEST + i - 1] = values[i] end
-    shared[key] = cached
-  end
-  local cents = edge_cents(edges, low, (first + 1) * DAY - 1) + cached.tail
-  for day = first + 1, last - 1 do
-    cents = cents + (tonumber(cached.days[day]) or 0)
-  end
-  return cents
+  return counts, sums
 end
 
 -- A terminal's frauds in the span of every risk window, read once per event (one range
@@ -159,8 +188,8 @@ end
 for _, e in ipairs(events) do
   local id, second, customer, terminal, cents = e[1], e[2], e[3], e[4], e[5]
   if redis.call('SET', P .. 'tx:' .. id, terminal .. ':' .. second, 'NX', 'EX', TTL) then
-    record('c:' .. customer, id, second, cents)
-    record('t:' .. terminal, id, second, nil)
+    record_customer(customer, second, cents)
+    record_terminal(terminal, id, second)
     local waiting = redis.call('GET', P .. 'cb:' .. id)
     if waiting then
       add_fraud(terminal, second, id, tonumber(waiting))
@@ -169,24 +198,30 @@ for _, e in ipairs(events) do
   end
 end
 
+-- Reads come after every record of the batch, so a customer's log is read once a batch.
+local logs = {}
 local out = {}
 for _, e in ipairs(events) do
-  local second = e[2]
-  local ids = {c = e[3], t = e[4]}
+  local second, customer, terminal = e[2], e[3], e[4]
+  local log = logs[customer]
+  if not log then
+    log = {unpacked(redis.call('GET', P .. 'c:' .. customer .. ':l') or '')}
+    logs[customer] = log
+  end
+  local counts, sums = customer_windows(log, second)
   local shared = {}
-  for _, f in ipairs(spec) do
-    local low, high = second - f[3], second - f[4]
-    local entity = f[1] .. ':' .. ids[f[1]]
-    if f[2] == 'risk' then
-      local known = shared.frauds or frauds_known(ids.t, second)
-      shared.frauds = known
-      out[#out + 1] = known_frauds(known, low, high)
+  for i, f in ipairs(spec) do
+    if f[1] == 'c' then
+      out[#out + 1] = counts[SPAN_OF[i]]
+      if f[2] == 'mean' then out[#out + 1] = sums[SPAN_OF[i]] end
+    elseif f[2] == 'risk' then
+      shared.frauds = shared.frauds or frauds_known(terminal, second)
+      out[#out + 1] = known_frauds(shared.frauds, second - f[3], second - f[4])
     else
-      local key = entity .. ':' .. low .. ':' .. high
-      local counted = shared[key] or count(entity, low, high)
-      shared[key] = counted
-      out[#out + 1] = counted
-      if f[2] == 'mean' then out[#out + 1] = total_cents(entity, low, high, shared) end
+      local key = f[3] .. ':' .. f[4]
+      shared[key] = shared[key] or redis.call(
+        'ZCOUNT', P .. 't:' .. terminal .. ':e', second - f[3], second - f[4])
+      out[#out + 1] = shared[key]
     end
   end
 end
@@ -219,6 +254,8 @@ return 0
 # bulk load (the warm-up) goes in slices of a few milliseconds each.
 SCRIPT_EVENTS = 1_000
 _KIND = {"count": "count", "mean_amount": "mean", "fraud_share": "risk"}
+if any(f.entity != "customer" for f in WINDOW_FEATURES if f.aggregation == "mean_amount"):
+    raise NotImplementedError("the Redis store sums amounts of customers only")
 _SPEC = json.dumps(
     [
         [
