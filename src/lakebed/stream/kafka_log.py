@@ -194,6 +194,12 @@ class KafkaLogProducer(Producer):
             "acks": "all",
             "linger.ms": 1,
             "compression.type": "lz4",
+            # A transaction's offsets are refused (CONCURRENT_TRANSACTIONS) until the
+            # coordinator has finished the previous commit, a few ms; at the default 100 ms
+            # backoff a batch's commit took 11 ms at the median and 117 at p90 on a local
+            # broker, with 2–10 ms 4 and 10 (measured, batches of 100).
+            "retry.backoff.ms": 2,
+            "retry.backoff.max.ms": 10,
         }
         if transactional_id is not None:
             config["transactional.id"] = transactional_id
