@@ -51,8 +51,8 @@ from lakebed.stream.topics import TOPICS, TRANSACTIONS
 
 HERE = Path(__file__).resolve().parent
 LAKEBED = str(Path(sys.executable).with_name("lakebed"))
-WORKER_START_S = 8
-IDLE_EXIT_S = 12  # > WORKER_START_S: idle workers wait for the producer to begin
+WORKER_START_S = 60  # at most, to load the model and join the group
+IDLE_EXIT_S = 12  # idle workers wait this long for the producer to begin
 
 
 def prepare(data_home: Path | None) -> Settings:
@@ -252,7 +252,8 @@ def kafka_redis(
                             stats,
                         )
                     )
-                time.sleep(WORKER_START_S)  # the workers load the model and join the group
+                ready_s = wait_for_group(kafka.bootstrap_servers, group, count)
+                print(f"{count} worker(s) ready in {ready_s:.1f} s", flush=True)
                 producer = multiprocessing.get_context("spawn").Process(
                     target=paced_producer, args=(kafka.bootstrap_servers, str(path), rate)
                 )
@@ -298,6 +299,31 @@ def run_env(
     }
 
 
+def wait_for_group(bootstrap: str, group: str, members: int) -> float:
+    """Seconds until the group is stable with ``members`` workers holding partitions: the
+    load starts then, not after a fixed sleep (a worker that started later than the sleep
+    showed up as seconds of latency at the lowest load)."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    began = time.monotonic()
+    while time.monotonic() - began < WORKER_START_S:
+        found = admin.describe_consumer_groups([group])[group]
+        try:
+            description = found.result(10)
+        except Exception:  # the group does not exist yet
+            description = None
+        if (
+            description is not None
+            and description.state == ConsumerGroupState.STABLE
+            and sum(1 for m in description.members if m.assignment.topic_partitions) == members
+        ):
+            return time.monotonic() - began
+        time.sleep(0.25)
+    raise TimeoutError(f"{members} worker(s) did not join {group} in {WORKER_START_S} s")
+
+
 def fresh_input_topic(log: KafkaLog) -> None:
     """Delete and create the input topic: a new consumer group starts at the earliest
     record, and a run must not see the previous run's input."""
@@ -336,6 +362,7 @@ class LagSampler:
     def stop_at_end(self) -> None:
         self._done.set()
         self._thread.join()
+        self._consumer.close()
 
     def _run(self) -> None:
         from confluent_kafka import TopicPartition
