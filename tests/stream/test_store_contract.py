@@ -168,7 +168,7 @@ def test_the_in_process_store_forgets_what_no_window_reaches() -> None:
 
 
 def test_redis_forgets_what_no_window_reaches(redis_server: RedisServer) -> None:
-    """A card's packed log and a terminal's sorted set keep the retention's events (the
+    """A customer's packed log and a terminal's sorted set keep the retention's events (the
     log at most twice as many), however long they are used: three retentions of hourly
     events, at the same second past the hour, are trimmed as they are touched."""
     from lakebed.stream.redis_store import RedisStore
@@ -189,9 +189,9 @@ def test_redis_forgets_what_no_window_reaches(redis_server: RedisServer) -> None
                 )
             )
         client = redis.Redis.from_url(redis_server.url)
-        card_events = client.strlen("forget:c:1:l") // 16
+        customer_events = client.strlen("forget:c:1:l") // 16
         terminal_events = client.zcard("forget:t:2:e")
-        assert RETENTION_DAYS * per_day <= card_events <= 2 * RETENTION_DAYS * per_day
+        assert RETENTION_DAYS * per_day <= customer_events <= 2 * RETENTION_DAYS * per_day
         assert RETENTION_DAYS * per_day <= terminal_events <= (RETENTION_DAYS + 5) * per_day
         assert 0 < client.ttl("forget:c:1:l") <= RETENTION_DAYS * DAY
         client.close()

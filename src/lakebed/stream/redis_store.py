@@ -1,22 +1,22 @@
-"""The Redis feature store (cluster profile): a packed log per card, sorted sets per
+"""The Redis feature store (cluster profile): a packed log per customer, sorted sets per
 terminal, in Lua.
 
 A customer's recent events sit in one string, 16 bytes each (second, cents), appended as
-they arrive: one ``APPEND`` records an event, one ``GET`` a batch reads all of a card's
+they arrive: one ``APPEND`` records an event, one ``GET`` a batch reads all of a customer's
 windows, counted and summed exactly to the second in one pass in Lua. This replaced a
-sorted set per card with a hash of day buckets, whose partial days were range reads
+sorted set per customer with a hash of day buckets, whose partial days were range reads
 parsed member by member: 64 of the script's 130 µs an event (measured), and ~100 bytes an
-event of memory instead of 16. Reading the whole log is linear in a card's events within
-the retention (~75 on the default world), which people's cards keep small; terminals,
-which can be very busy, keep a sorted set (score: the event second) that answers each
-window with one ``ZCOUNT`` in logarithmic time. Frauds per terminal sit in a sorted set by
-event time with their report times beside them.
+event of memory instead of 16. Reading the whole log is linear in a customer's events
+within the retention (~75 on the default world), which people's spending keeps small;
+terminals, which can be very busy, keep a sorted set (score: the event second) that
+answers each window with one ``ZCOUNT`` in logarithmic time. Frauds per terminal sit in
+a sorted set by event time with their report times beside them.
 
 A batch (up to 1,000 events) is one ``EVALSHA``: one round trip, and atomic, so a worker
 killed mid-batch leaves all of its updates or none. ``SET NX`` on the transaction id makes
 each update idempotent. Events older than the longest window are trimmed as entities are
 touched, and every key expires after the retention period of wall-clock time as well, so
-idle cards and terminals do not stay for ever.
+idle customers and terminals do not stay for ever.
 """
 
 from __future__ import annotations
