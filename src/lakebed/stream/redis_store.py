@@ -37,7 +37,6 @@ from lakebed.stream.store import (
 )
 
 _COMMON = """
-local DAY = 86400
 local P = KEYS[1]
 local RETAIN = tonumber(ARGV[1])
 local TTL = RETAIN
