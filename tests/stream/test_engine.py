@@ -39,6 +39,12 @@ BAD = [
         b'"amount":{"value":5.0,"currency":"EUR"}}',
         "card.customer_id",
     ),
+    (  # larger than any 64-bit id: a dead letter, not a batch that fails forever
+        b'{"transaction_id":"tx_bad3","event_time":"2018-05-01T10:00:00+02:00",'
+        b'"card":{"card_id":"c","customer_id":100000000000000000000},'
+        b'"terminal":{"terminal_id":1},"amount":{"value":5.0,"currency":"EUR"}}',
+        "card.customer_id",
+    ),
 ]
 
 
@@ -94,7 +100,9 @@ def test_every_transaction_is_scored_once_and_bad_ones_dead_lettered(
     scored = [orjson.loads(r.value or b"") for r in read_all(log, SCORED)]
     dead = [orjson.loads(r.value or b"") for r in read_all(log, DEAD_LETTER)]
     alerts = [orjson.loads(r.value or b"") for r in read_all(log, ALERTS)]
-    assert len(scored) + len(dead) == sum(1 for m in feed.messages if m[0] == TRANSACTIONS) + 3
+    assert len(scored) + len(dead) == sum(1 for m in feed.messages if m[0] == TRANSACTIONS) + len(
+        BAD
+    )
     assert stats.transactions == len(scored) > 1_000
     for bad, field in BAD:  # the error names the field, the raw message is kept
         letter = next(d for d in dead if d["value"] == bad.decode())

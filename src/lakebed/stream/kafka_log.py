@@ -10,7 +10,7 @@ partitions back without waiting for the session to time out).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from confluent_kafka import (
@@ -230,6 +230,18 @@ class KafkaLogProducer(Producer):
                 break
             except BufferError:
                 self._producer.poll(0.05)  # the local queue is full: let it drain
+        self._producer.poll(0)
+
+    def send_all(self, records: Iterable[tuple[str, bytes | None, bytes | None]]) -> None:
+        """As ``send`` for each, with one look at delivery reports for the lot."""
+        produce = self._producer.produce
+        for topic, key, value in records:
+            while True:
+                try:
+                    produce(topic, value, key, on_delivery=self._delivered)
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
         self._producer.poll(0)
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:

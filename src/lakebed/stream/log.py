@@ -10,7 +10,7 @@ contract test suite runs against both.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, NamedTuple, Self
 
@@ -79,6 +79,12 @@ class Producer(ABC):
     def send(
         self, topic: str, key: bytes | None, value: bytes | None, timestamp_ms: int | None = None
     ) -> None: ...
+
+    def send_all(self, records: Iterable[tuple[str, bytes | None, bytes | None]]) -> None:
+        """Send ``(topic, key, value)`` records, stamped now: a batch's outputs in one call,
+        which an implementation may do with less work per record than ``send``."""
+        for topic, key, value in records:
+            self.send(topic, key, value)
 
     @abstractmethod
     def flush(self) -> None:

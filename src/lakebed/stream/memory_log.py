@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from lakebed.stream.log import Consumer, EventLog, LogError, Producer, Record
@@ -237,6 +237,16 @@ class MemoryProducer(Producer):
         with self._log._arrived:
             self._log._append(topic, key, value, ts)
             self._log._arrived.notify_all()
+
+    def send_all(self, records: Iterable[tuple[str, bytes | None, bytes | None]]) -> None:
+        if self._pending is None:
+            super().send_all(records)
+            return
+        ts = int(time.time() * 1000)
+        pending = [(topic, key, value, ts) for topic, key, value in records]
+        for topic in {record[0] for record in pending}:
+            self._log._topic(topic)  # fail now, not at commit
+        self._pending += pending
 
     def flush(self) -> None:
         """Records are appended when sent (or at commit): nothing is in flight."""
