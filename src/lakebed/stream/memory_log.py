@@ -227,7 +227,9 @@ class MemoryProducer(Producer):
     def send(
         self, topic: str, key: bytes | None, value: bytes | None, timestamp_ms: int | None = None
     ) -> None:
-        ts = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
+        # To the nearest millisecond, not truncated: a latency measured from a truncated
+        # stamp reads 0.5 ms long on average, a third of an in-process one.
+        ts = timestamp_ms if timestamp_ms is not None else round(time.time() * 1000)
         if self._pending is not None:
             self._log._topic(topic)  # fail now, not at commit
             self._pending.append((topic, key, value, ts))
@@ -242,7 +244,7 @@ class MemoryProducer(Producer):
         if self._pending is None:
             super().send_all(records)
             return
-        ts = int(time.time() * 1000)
+        ts = round(time.time() * 1000)
         pending = [(topic, key, value, ts) for topic, key, value in records]
         for topic in {record[0] for record in pending}:
             self._log._topic(topic)  # fail now, not at commit

@@ -33,7 +33,9 @@ from lakebed.stream.store import (
     RETENTION_DAYS,
     Chargebacks,
     FeatureStore,
+    Floats,
     Transactions,
+    assemble,
 )
 
 _COMMON = """
@@ -276,7 +278,12 @@ class RedisStore(FeatureStore):
         self._update = self._redis.register_script(_UPDATE)
         self._chargebacks = self._redis.register_script(_CHARGEBACKS)
 
+    def update(self, batch: Transactions) -> Floats:
+        return assemble(batch, self._record_and_read(batch) if len(batch) else {})
+
     def _record_and_read(self, batch: Transactions) -> dict[str, npt.NDArray[np.generic]]:
+        """Per window feature, what ``assemble`` takes, in one script call per
+        ``SCRIPT_EVENTS`` events."""
         if len(batch) > SCRIPT_EVENTS:
             parts = [
                 self._record_and_read(batch.take(np.arange(i, min(i + SCRIPT_EVENTS, len(batch)))))

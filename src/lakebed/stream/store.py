@@ -85,25 +85,10 @@ class Chargebacks:
 
 
 class FeatureStore(ABC):
+    @abstractmethod
     def update(self, batch: Transactions) -> Floats:
         """Record the batch's new transactions, then return every row's features (in
         ``FEATURE_NAMES`` order, what the model takes) as of its event time."""
-        if not len(batch):
-            return np.empty((0, len(FEATURE_NAMES)))
-        windows = self._record_and_read(batch)
-        columns: dict[str, npt.NDArray[np.generic]] = {
-            "amount": batch.cents / 100.0,
-            **instant_arrays(batch.seconds),
-        }
-        for feature in WINDOW_FEATURES:
-            columns[feature.name] = _value(feature, windows)
-        return np.column_stack([columns[name] for name in FEATURE_NAMES]).astype(np.float64)
-
-    @abstractmethod
-    def _record_and_read(self, batch: Transactions) -> dict[str, npt.NDArray[np.generic]]:
-        """Per window feature: ``<name>`` counts, and for mean amounts also
-        ``<name>:cents`` (sums); for terminal risk ``<name>`` holds the known frauds and
-        ``<count name>`` the transactions."""
 
     @abstractmethod
     def record_chargebacks(self, chargebacks: Chargebacks) -> None:
@@ -124,11 +109,19 @@ class FeatureStore(ABC):
         self.close()
 
 
-def window_bounds(feature: WindowFeature, seconds: Int64s) -> tuple[Int64s, Int64s]:
-    """The window's first and last second, both included (SQL ``RANGE`` frames)."""
-    low = seconds - (feature.window_days + feature.delay_days) * DAY
-    high = seconds - feature.delay_days * DAY
-    return low, high
+def assemble(batch: Transactions, windows: dict[str, npt.NDArray[np.generic]]) -> Floats:
+    """The feature matrix from a store's window answers: per window feature ``<name>``
+    counts, and for mean amounts also ``<name>:cents`` (sums); for terminal risk
+    ``<name>`` holds the known frauds and ``<count name>`` the transactions."""
+    if not len(batch):
+        return np.empty((0, len(FEATURE_NAMES)))
+    columns: dict[str, npt.NDArray[np.generic]] = {
+        "amount": batch.cents / 100.0,
+        **instant_arrays(batch.seconds),
+    }
+    for feature in WINDOW_FEATURES:
+        columns[feature.name] = _value(feature, windows)
+    return np.column_stack([columns[name] for name in FEATURE_NAMES]).astype(np.float64)
 
 
 def _value(feature: WindowFeature, windows: dict[str, npt.NDArray[np.generic]]) -> Floats:
