@@ -39,6 +39,10 @@ def ask(client: TestClient, **body: object) -> tuple[int, dict[str, object]]:
     return response.status_code, response.json()
 
 
+def without_timing(answer: dict[str, object]) -> dict[str, object]:
+    return {key: value for key, value in answer.items() if key != "elapsed_ms"}
+
+
 def cited(body: dict[str, object]) -> set[str]:
     citations = body["citations"]
     assert isinstance(citations, list)
@@ -68,7 +72,7 @@ def test_two_users_get_different_citations_where_access_differs(client: TestClie
     assert isinstance(passages, list)
     # nothing the newcomer may not read is retrieved, quoted or hinted at
     assert all(not p["document"].startswith(("investigations/", "executive/")) for p in passages)
-    assert "2,500" not in str(newcomer)
+    assert "2,500" not in str(without_timing(newcomer))
 
 
 def test_executive_numbers_stay_with_executives(client: TestClient) -> None:
@@ -77,7 +81,8 @@ def test_executive_numbers_stay_with_executives(client: TestClient) -> None:
     _, engineer = ask(client, question=question, user="bob")
     assert "executive/quarterly-fraud-report-2025-q4.pdf" in cited(executive)
     assert not any(doc.startswith("executive/") for doc in cited(engineer))
-    assert "7.8" not in str(engineer)
+    # what the answer says, not its timing (an elapsed_ms of 107.88 once matched "7.8")
+    assert "7.8" not in str(without_timing(engineer))
 
 
 @pytest.mark.parametrize(
