@@ -224,25 +224,25 @@ class KafkaLogProducer(Producer):
         kwargs: dict[str, Any] = {"on_delivery": self._delivered}
         if timestamp_ms is not None:
             kwargs["timestamp"] = timestamp_ms
-        while True:
-            try:
-                self._producer.produce(topic, value, key, **kwargs)
-                break
-            except BufferError:
-                self._producer.poll(0.05)  # the local queue is full: let it drain
+        self._produce(topic, key, value, kwargs)
         self._producer.poll(0)
 
     def send_all(self, records: Iterable[tuple[str, bytes | None, bytes | None]]) -> None:
         """As ``send`` for each, with one look at delivery reports for the lot."""
-        produce = self._producer.produce
+        kwargs: dict[str, Any] = {"on_delivery": self._delivered}
         for topic, key, value in records:
-            while True:
-                try:
-                    produce(topic, value, key, on_delivery=self._delivered)
-                    break
-                except BufferError:
-                    self._producer.poll(0.05)
+            self._produce(topic, key, value, kwargs)
         self._producer.poll(0)
+
+    def _produce(
+        self, topic: str, key: bytes | None, value: bytes | None, kwargs: dict[str, Any]
+    ) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value, key, **kwargs)
+                return
+            except BufferError:
+                self._producer.poll(0.05)  # the local queue is full: let it drain
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
