@@ -111,15 +111,14 @@ class FeatureSetChangedError(RuntimeError):
     """The champion was trained on other features than the code declares now."""
 
 
-def decide(probability: float, settings: FraudSettings) -> Decision:
-    if probability >= settings.block_threshold:
-        return "block"
-    if probability >= settings.review_threshold:
-        return "review"
-    return "approve"
-
-
+# By level: how many thresholds a score reaches (block_threshold >= review_threshold).
 _DECISIONS: tuple[Decision, ...] = ("approve", "review", "block")
+
+
+def decide(probability: float, settings: FraudSettings) -> Decision:
+    return _DECISIONS[
+        (probability >= settings.review_threshold) + (probability >= settings.block_threshold)
+    ]
 
 
 def decide_all(probabilities: npt.NDArray[np.float64], settings: FraudSettings) -> list[Decision]:

@@ -15,6 +15,7 @@ and words the error; so a message is accepted exactly when ``RawTransaction`` ac
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
@@ -33,7 +34,7 @@ from lakebed.stream.store import Chargebacks, Transactions
 from lakebed.world.spec import ISO_4217
 
 _Id = Annotated[int, Meta(ge=0, le=MAX_ID)]
-_Finite = Annotated[float, Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)]
+_Finite = Annotated[float, Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
 
 
 class _Card(msgspec.Struct, frozen=True, gc=False):
@@ -53,7 +54,7 @@ class _Terminal(msgspec.Struct, frozen=True, gc=False):
 
 
 class _Money(msgspec.Struct, frozen=True, gc=False):
-    value: Annotated[float, Meta(gt=0, le=1.7976931348623157e308)]
+    value: Annotated[float, Meta(gt=0, le=sys.float_info.max)]
     currency: str
 
 

@@ -31,6 +31,8 @@ from lakebed.stream.store import (
     Floats,
     Int64s,
     Transactions,
+    mean_amount,
+    risk_share,
 )
 
 SHIFT = np.int64(32)
@@ -170,7 +172,7 @@ class MemoryStore(FeatureStore):
     def update(self, batch: Transactions) -> Floats:
         """Every window of a batch in one search of each run per entity: the bounds of all
         its windows for all rows are one array of needles, and the answers go straight
-        into their columns of the feature matrix (the same arithmetic as ``assemble``;
+        into their columns of the feature matrix (``assemble``'s arithmetic, shared;
         a batch of a dozen events costs a few dozen NumPy calls, not a few per window)."""
         rows = len(batch)
         out = np.empty((rows, len(FEATURE_NAMES)), dtype=np.float64)
@@ -198,7 +200,7 @@ class MemoryStore(FeatureStore):
         out[:, columns] = count[spans].T
         columns, spans = plan.means
         if len(columns):
-            out[:, columns] = (total[spans] / np.maximum(count[spans], 1) / 100.0).T
+            out[:, columns] = mean_amount(total[spans], count[spans]).T
         columns, spans = plan.risks
         if len(columns):
             risks = len(columns)
@@ -209,8 +211,7 @@ class MemoryStore(FeatureStore):
                 (seconds[None, :] - plan.risk_delay[:, None]).ravel(),
             )
             frauds = known.reshape(risks, rows).astype(np.float64)
-            over = count[spans]
-            out[:, columns] = np.where(over > 0, frauds / np.maximum(over, 1), 0.0).T
+            out[:, columns] = risk_share(frauds, count[spans]).T
 
     def _record(self, batch: Transactions) -> None:
         new: list[int] = []

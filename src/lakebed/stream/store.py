@@ -129,10 +129,18 @@ def _value(feature: WindowFeature, windows: dict[str, npt.NDArray[np.generic]]) 
     if feature.aggregation == "count":
         return raw
     if feature.aggregation == "mean_amount":
-        sums = np.asarray(windows[f"{feature.name}:cents"], dtype=np.float64)
-        return sums / np.maximum(raw, 1) / 100.0
-    counted = np.asarray(windows[feature.counted().name], dtype=np.float64)
-    return np.where(counted > 0, raw / np.maximum(counted, 1), 0.0)
+        return mean_amount(np.asarray(windows[f"{feature.name}:cents"], dtype=np.float64), raw)
+    return risk_share(raw, np.asarray(windows[feature.counted().name], dtype=np.float64))
+
+
+def mean_amount(cents: Floats, counts: Floats) -> Floats:
+    """A window's mean amount in currency units (0 for an empty window)."""
+    return cents / np.maximum(counts, 1) / 100.0
+
+
+def risk_share(frauds: Floats, counts: Floats) -> Floats:
+    """The share of a window's transactions known to be fraud (0 for an empty window)."""
+    return np.where(counts > 0, frauds / np.maximum(counts, 1), 0.0)
 
 
 def open_store(settings: Settings) -> FeatureStore:
