@@ -9,12 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
 from lakebed.config import Settings
-from lakebed.lake.bronze import ingest
+from lakebed.lake.bronze import _json_lines, ingest
 from lakebed.lake.catalog import open_catalog
+from lakebed.lake.transform import expose_bronze
 from lakebed.world.generate import Generated, generate_world
 from lakebed.world.spec import WorldSpec
 from tests.conftest import Lakehouse, copy_world
@@ -151,3 +153,56 @@ def test_an_export_with_another_header_is_refused_alone(tmp_path: Path) -> None:
     ]
     customers = {feed.table: feed for feed in report.feeds}["customers"]
     assert (customers.files_ingested, customers.rows) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"a": 1}\n{"b": 2}\n',
+        b'{"a": 1}\n{"b": 2}',  # no newline at the end
+        b'{"a": 1}\n\n\n{"b": "\xc3\xa9"}\n',  # blank lines count; multi-byte UTF-8
+        b'{"a": 1}\r\n{"b": 2}\r\n',  # a carriage return stays in the payload
+        b'{"a": 1}\n{"b": "\xff"}\n{"c": 3}',  # a bad byte: decoded line by line
+        b"\n",
+        b"",
+    ],
+)
+def test_json_lines_split_exactly_as_the_bytes_say(content: bytes) -> None:
+    lines = _json_lines(content)
+    expected = content.decode("utf-8", errors="backslashreplace").split("\n")
+    if expected[-1] == "":
+        expected.pop()
+    assert lines.payloads.to_pylist() == expected
+    errors = lines.errors.to_pylist()
+    assert len(errors) == len(expected)
+    bad = [n for n, line in enumerate(content.split(b"\n")[: len(expected)]) if b"\xff" in line]
+    assert [n for n, error in enumerate(errors) if error] == bad
+    assert all(errors[n].startswith("invalid UTF-8") for n in bad)
+
+
+def test_bronze_views_follow_the_catalog_from_empty_to_ingested(tmp_path: Path) -> None:
+    """dbt reads bronze through views; a run before the first landing files (empty views)
+    and the runs after it must each replace them, also over a database that an older
+    version left with an empty bronze table."""
+    landing = tmp_path / "landing"
+    (landing / "transactions").mkdir(parents=True)
+    catalog = open_catalog(Settings(data_home=tmp_path))
+    database = tmp_path / "dbt.duckdb"
+    ingest(catalog, landing)
+    with duckdb.connect(str(database)) as connection:
+        connection.execute("CREATE SCHEMA bronze")
+        connection.execute("CREATE TABLE bronze.transactions (payload VARCHAR)")
+
+    def bronze_lines() -> list[tuple[str, str | None, int]]:
+        with duckdb.connect(str(database), read_only=True) as connection:
+            return connection.execute(
+                "SELECT payload, _parse_error, _line_number FROM bronze.transactions"
+            ).fetchall()
+
+    for _ in range(2):
+        expose_bronze(catalog, database)
+        assert bronze_lines() == []
+    (landing / "transactions" / "transactions_2018-04-01.jsonl").write_text('{"a": 1}\n')
+    ingest(catalog, landing)
+    expose_bronze(catalog, database)
+    assert bronze_lines() == [('{"a": 1}', None, 1)]

@@ -102,7 +102,7 @@ def test_dbt_builds_and_tests_every_model_on_spark(
     cluster = {n.name for n in build.nodes if n.kind == "model"}
     assert cluster <= local
     assert all(name.startswith(("stg_", "int_")) for name in local - cluster), local - cluster
-    assert {"int_transactions_checked", "int_transactions_arrivals"} <= cluster
+    assert {"int_transactions_checked", "int_transactions_duplicates"} <= cluster
     assert set(build.counts("test")) == {"pass"}
     assert sum(build.counts("test").values()) > 50
 

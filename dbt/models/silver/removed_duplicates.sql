@@ -1,11 +1,29 @@
 -- Valid lines dropped because an earlier line had the same transaction id.
+with later_arrivals as (
+    select * from {{ ref('int_transactions_duplicates') }}
+    where arrival > 1
+),
+
+transaction_lines as (
+    select * from {{ ref('int_transaction_lines') }}
+),
+
+checked as (
+    select source_file, line_number, ingested_at from {{ ref('int_transactions_checked') }}
+)
+
 select
-    transaction_id,
-    source_file,
-    line_number,
-    kept_source_file,
-    kept_line_number,
-    raw_line,
-    ingested_at
-from {{ ref('int_transactions_arrivals') }}
-where arrival > 1
+    later_arrivals.transaction_id,
+    later_arrivals.source_file,
+    later_arrivals.line_number,
+    later_arrivals.kept_source_file,
+    later_arrivals.kept_line_number,
+    transaction_lines.raw_line,
+    checked.ingested_at
+from later_arrivals
+inner join checked
+    on later_arrivals.source_file = checked.source_file
+    and later_arrivals.line_number = checked.line_number
+inner join transaction_lines
+    on later_arrivals.source_file = transaction_lines.source_file
+    and later_arrivals.line_number = transaction_lines.line_number

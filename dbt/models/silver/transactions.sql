@@ -16,5 +16,12 @@ select
     line_number,
     batch_id,
     ingested_at
-from {{ ref('int_transactions_arrivals') }}
-where arrival = 1
+from {{ ref('int_transactions_checked') }} as checked
+where failed_rule is null
+    and not exists (
+        select 1
+        from {{ ref('int_transactions_duplicates') }} as duplicates
+        where duplicates.arrival > 1
+            and duplicates.source_file = checked.source_file
+            and duplicates.line_number = checked.line_number
+    )

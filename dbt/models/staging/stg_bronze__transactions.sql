@@ -1,5 +1,7 @@
 -- Flatten and cast the transaction events; nothing is filtered here. Values that do not
--- cast are null, and their JSON kinds are kept so that the contracts can say why.
+-- cast are null, and their JSON kinds are kept so that the contracts can say why. The
+-- verbatim line stays in bronze (int_transaction_lines): carried through the checked
+-- table it would double what is written for the few lines that need it.
 with source as (
     select
         *,
@@ -33,7 +35,6 @@ extracted as (
     select
         {{ json_texts('json_payload', fields | map(attribute=1) | list) }} as texts,
         {{ json_types('json_payload', typed | map(attribute=1) | list) }} as types,
-        payload as raw_line,
         _parse_error as parse_error,
         _source_file as source_file,
         _line_number as line_number,
@@ -50,8 +51,7 @@ flattened as (
         {%- for name, path in typed %}
         {{ json_kind_of(list_at('types', loop.index)) }} as {{ name }},
         {%- endfor %}
-        raw_line,
-        parse_error,
+            parse_error,
         source_file,
         line_number,
         batch_id,
@@ -75,7 +75,6 @@ select
     customer_id_kind,
     terminal_id_kind,
     amount_kind,
-    raw_line,
     parse_error,
     source_file,
     line_number,

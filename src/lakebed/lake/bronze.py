@@ -19,13 +19,17 @@ import io
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
@@ -107,10 +111,13 @@ class LandingFile:
 class Lines:
     """One file split into lines: parsed CSV columns, verbatim payloads, parse errors."""
 
-    parsed: list[list[str | None]]
-    payloads: list[str]
-    errors: list[str | None]
+    parsed: dict[str, pa.Array]
+    payloads: pa.Array
+    errors: pa.Array
     first_line: int
+
+    def __len__(self) -> int:
+        return len(self.payloads)
 
 
 @dataclass
@@ -267,91 +274,100 @@ def _batches(todo: list[LandingFile], batch_files: int) -> Iterator[list[Landing
 
 def _batch_rows(feed: Feed, batch: list[LandingFile]) -> tuple[pa.Table, dict[str, str]]:
     """All rows of one batch as one Arrow table, and each file's sha256 (of the bytes
-    read); metadata columns are built by Polars (constants and ranges), never as Python
-    lists per line."""
-    parts = []
-    digests: dict[str, str] = {}
-    for landing_file in batch:
-        content = landing_file.path.read_bytes()
-        digest = digests[landing_file.name] = hashlib.sha256(content).hexdigest()
-        lines = (
-            _csv_lines(feed, landing_file.name, content) if feed.is_csv else _json_lines(content)
-        )
-        size = len(lines.payloads)
-        parts.append(
-            pl.DataFrame(
-                {
-                    **{column: lines.parsed[i] for i, column in enumerate(feed.columns)},
-                    "payload": lines.payloads,
-                    "_parse_error": lines.errors,
-                },
-                schema={
-                    **dict.fromkeys(feed.columns, pl.String),
-                    "payload": pl.String,
-                    "_parse_error": pl.String,
-                },
-            ).with_columns(
-                _source_file=pl.lit(landing_file.name),
-                _file_sha256=pl.lit(digest),
-                _line_number=pl.int_range(
-                    lines.first_line, lines.first_line + size, dtype=pl.Int64
-                ),
-            )
-        )
-    frame = pl.concat(parts).with_columns(
-        _batch_id=pl.lit(uuid.uuid4().hex),
-        _ingested_at=pl.lit(datetime.now(UTC)).cast(pl.Datetime("us", "UTC")),
+    read). Files are read, hashed and split on two threads (hashlib and Arrow's kernels
+    release the GIL), and every column is built by Arrow: never a Python object per line."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        files = list(pool.map(partial(_file_rows, feed), batch))
+    digests = {
+        landing_file.name: digest for landing_file, (_, digest) in zip(batch, files, strict=True)
+    }
+    rows = pa.concat_tables([table for table, _ in files])
+    size = rows.num_rows
+    rows = rows.append_column(
+        "_batch_id", pa.repeat(pa.scalar(uuid.uuid4().hex), size)
+    ).append_column(
+        "_ingested_at", pa.repeat(pa.scalar(datetime.now(UTC), pa.timestamp("us", "UTC")), size)
     )
     if not feed.is_csv:
-        frame = _flag_invalid_json(frame)
-    return frame.to_arrow().cast(feed.schema()), digests
+        rows = _flag_invalid_json(rows)
+    return rows.select(feed.schema().names).cast(feed.schema()), digests
+
+
+def _file_rows(feed: Feed, landing_file: LandingFile) -> tuple[pa.Table, str]:
+    content = landing_file.path.read_bytes()
+    digest = hashlib.sha256(content).hexdigest()
+    lines = _csv_lines(feed, landing_file.name, content) if feed.is_csv else _json_lines(content)
+    size = len(lines)
+    first = lines.first_line
+    table = pa.table(
+        {
+            **lines.parsed,
+            "payload": lines.payloads,
+            "_parse_error": lines.errors,
+            "_source_file": pa.repeat(pa.scalar(landing_file.name), size),
+            "_file_sha256": pa.repeat(pa.scalar(digest), size),
+            "_line_number": pa.array(np.arange(first, first + size, dtype=np.int64)),
+        }
+    )
+    return table, digest
 
 
 def _json_lines(content: bytes) -> Lines:
-    """Payloads (verbatim; undecodable bytes escaped as \\xNN) and the UTF-8 errors. Whole
-    files decode in one call; only a file with a bad byte is decoded line by line."""
+    """Payloads (verbatim; undecodable bytes escaped as \\xNN) and the UTF-8 errors. A whole
+    file is split and UTF-8 checked by Arrow; only a file with a bad byte is decoded line by
+    line, to say which lines are bad and where."""
+    whole = pa.array([content], pa.large_binary())
+    lines = pc.split_pattern(whole, b"\n").values
+    if not content or content.endswith(b"\n"):
+        lines = lines.slice(0, len(lines) - 1)  # the empty text after the last newline
     try:
-        payloads = content.decode("utf-8").split("\n")
-        errors: list[str | None] = [None] * len(payloads)
-    except UnicodeDecodeError:
-        payloads, errors = [], []
-        for raw in content.split(b"\n"):
-            try:
-                payloads.append(raw.decode("utf-8"))
-                errors.append(None)
-            except UnicodeDecodeError as error:
-                payloads.append(raw.decode("utf-8", errors="backslashreplace"))
-                errors.append(f"invalid UTF-8: {error.reason} at byte {error.start}")
+        payloads = lines.cast(pa.large_string())
+    except pa.ArrowInvalid:  # not UTF-8 somewhere
+        return _json_lines_one_by_one(content)
+    return Lines({}, payloads, pa.nulls(len(payloads), pa.string()), first_line=1)
+
+
+def _json_lines_one_by_one(content: bytes) -> Lines:
+    payloads: list[str] = []
+    errors: list[str | None] = []
+    for raw in content.split(b"\n"):
+        try:
+            payloads.append(raw.decode("utf-8"))
+            errors.append(None)
+        except UnicodeDecodeError as error:
+            payloads.append(raw.decode("utf-8", errors="backslashreplace"))
+            errors.append(f"invalid UTF-8: {error.reason} at byte {error.start}")
     if payloads and payloads[-1] == "":
         payloads.pop()
         errors.pop()
-    return Lines([], payloads, errors, first_line=1)
+    return Lines({}, pa.array(payloads, pa.large_string()), pa.array(errors, pa.string()), 1)
 
 
-def _flag_invalid_json(frame: pl.DataFrame) -> pl.DataFrame:
+def _flag_invalid_json(rows: pa.Table) -> pa.Table:
     """DuckDB's vectorised ``json_valid`` over the whole batch; only the few invalid lines
     go through Python's parser, for an error message that says where it broke."""
     connection = duckdb.connect()
     try:
-        payloads = frame.select("payload").to_arrow()
-        connection.register("payloads", payloads)
+        connection.register("payloads", rows.select(["payload"]))
         relation = connection.sql(
             "SELECT coalesce(json_valid(payload) AND starts_with(ltrim(payload), '{'), false) "
             "AS ok FROM payloads"
         )
         assert relation is not None
-        valid = pl.Series(relation.to_arrow_table().column("ok"))
+        valid = relation.to_arrow_table().column("ok").combine_chunks()
     finally:
         connection.close()
-    invalid = (~valid) & frame["_parse_error"].is_null()
-    if not invalid.any():
-        return frame
-    rows = invalid.arg_true().to_list()
-    errors = frame["_parse_error"].to_list()
-    payload = frame["payload"]
-    for row in rows:
-        errors[row] = _json_error(payload[row])
-    return frame.with_columns(_parse_error=pl.Series(errors, dtype=pl.String))
+    errors = rows.column("_parse_error")
+    invalid = pc.and_(pc.invert(valid), pc.is_null(errors))
+    positions = np.flatnonzero(invalid.to_numpy(zero_copy_only=False))
+    if not len(positions):
+        return rows
+    messages = errors.to_pylist()
+    payload = rows.column("payload")
+    for row in positions.tolist():
+        messages[row] = _json_error(payload[row].as_py())
+    index = rows.schema.get_field_index("_parse_error")
+    return rows.set_column(index, "_parse_error", pa.array(messages, pa.string()))
 
 
 def _json_error(payload: str) -> str:
@@ -386,4 +402,12 @@ def _csv_lines(feed: Feed, name: str, content: bytes) -> Lines:
             errors.append(f"expected {len(feed.columns)} fields, got {len(values)}")
             for column in parsed:
                 column.append(None)
-    return Lines(parsed, payloads, errors, first_line=2)
+    return Lines(
+        {
+            field_name: pa.array(values, pa.string())
+            for field_name, values in zip(feed.columns, parsed, strict=True)
+        },
+        pa.array(payloads, pa.large_string()),
+        pa.array(errors, pa.string()),
+        first_line=2,
+    )

@@ -35,6 +35,11 @@ from lakebed.lake.catalog import lakehouse_dir
 from lakebed.lake.spark import write_spark_defaults
 
 DBT_PROJECT = Path(__file__).resolve().parents[3] / "dbt"
+_DUCKDB_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.int64(): "BIGINT",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+}
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,9 @@ def dbt_database(settings: Settings) -> Path:
 
 
 def expose_bronze(catalog: Catalog, database: Path) -> None:
-    """(Re)create ``bronze.<table>`` views over the current Iceberg data files."""
+    """(Re)create ``bronze.<table>`` views over the current Iceberg data files; a table
+    with no data yet is an empty view with the bronze schema, so that every run, before
+    and after the first landing files, replaces a view with a view."""
     connection = duckdb.connect(str(database))
     try:
         connection.execute("CREATE SCHEMA IF NOT EXISTS bronze")
@@ -77,17 +84,20 @@ def expose_bronze(catalog: Catalog, database: Path) -> None:
             view = f"bronze.{feed.table}"
             if paths:
                 files = ", ".join(f"'{path}'" for path in paths)
-                connection.execute(
-                    f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet([{files}])"
+                body = f"SELECT * FROM read_parquet([{files}])"
+            else:
+                columns = ", ".join(
+                    f"CAST(NULL AS {_DUCKDB_TYPES[f.type]}) AS {f.name}" for f in feed.schema()
                 )
-            else:  # no data yet: an empty table with the bronze schema
-                empty = pa.table(
-                    {f.name: pa.array([], f.type) for f in feed.schema()}, schema=feed.schema()
-                )
-                connection.register("empty_bronze", empty)
-                connection.execute(f"DROP VIEW IF EXISTS {view}")
-                connection.execute(f"CREATE OR REPLACE TABLE {view} AS SELECT * FROM empty_bronze")
-                connection.unregister("empty_bronze")
+                body = f"SELECT {columns} WHERE false"
+            kind = connection.execute(
+                "SELECT table_type FROM information_schema.tables "
+                "WHERE table_schema = 'bronze' AND table_name = ?",
+                [feed.table],
+            ).fetchall()
+            if kind == [("BASE TABLE",)]:  # an empty bronze table, from before this was a view
+                connection.execute(f"DROP TABLE {view}")
+            connection.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
     finally:
         connection.close()
 
