@@ -84,6 +84,22 @@ def test_a_chargeback_ahead_of_its_transaction_waits_for_it(store: FeatureStore)
     assert row[column("terminal_risk_1d")] == 1.0
 
 
+def test_any_64_bit_id_is_its_own_entity(store: FeatureStore) -> None:
+    """Ids that agree in their low 32 bits, and the largest the feed accepts, never share
+    a window (the in-process store once packed ids into 32 bits of a key)."""
+    ids = [1, 1 + 2**32, 2**31, 2**63 - 1]
+    n = len(ids)
+    seconds = [START + i for i in range(n)]
+    rows = store.update(Transactions.of([f"c{i}" for i in range(n)], seconds, ids, ids, [1.0] * n))
+    assert rows[:, column("customer_transactions_1d")].tolist() == [1] * n
+    store.record_chargebacks(Chargebacks(["c0"], np.array([START + DAY])))
+    later = [START + 7 * DAY + 60] * n
+    rows = store.update(Transactions.of([f"d{i}" for i in range(n)], later, ids, ids, [1.0] * n))
+    assert rows[:, column("terminal_transactions_1d")].tolist() == [1] * n
+    assert rows[:, column("terminal_risk_1d")].tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert rows[:, column("customer_transactions_7d")].tolist() == [1] * n  # 7 days + 60 s
+
+
 def test_clear_forgets_everything(store: FeatureStore) -> None:
     store.update(tx(["a"], [START], [10.0]))
     store.clear()

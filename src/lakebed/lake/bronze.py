@@ -222,8 +222,7 @@ def _ingest_feed(
                 f"{name}: content changed since it was ingested (sha256 {ledger[name][:12]}… "
                 f"is now {digest[:12]}…); land corrections under a new file name"
             )
-    for batch in _batches(todo, batch_files):
-        rows, digests = _batch_rows(feed, batch)
+    for batch, (rows, digests) in _read_ahead(feed, list(_batches(todo, batch_files))):
         listed = json.dumps(digests, sort_keys=True)
         try:
             table.append(rows, snapshot_properties={LEDGER_PROPERTY: listed})
@@ -236,6 +235,21 @@ def _ingest_feed(
         if on_progress:
             on_progress(feed.table, report.files_ingested, len(todo))
     return report
+
+
+def _read_ahead(
+    feed: Feed, batches: list[list[LandingFile]]
+) -> Iterator[tuple[list[LandingFile], tuple[pa.Table, dict[str, str]]]]:
+    """Each batch with its rows, the next batch read while the caller writes this one:
+    reading (hashing, splitting) and writing Parquet overlap on the two cores. Commits stay
+    in order, one batch at a time."""
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        upcoming = [reader.submit(_batch_rows, feed, batch) for batch in batches[:1]]
+        for index, batch in enumerate(batches):
+            rows = upcoming.pop().result()
+            if index + 1 < len(batches):
+                upcoming.append(reader.submit(_batch_rows, feed, batches[index + 1]))
+            yield batch, rows
 
 
 def _header_problem(feed: Feed, path: Path) -> str | None:
@@ -313,34 +327,38 @@ def _file_rows(feed: Feed, landing_file: LandingFile) -> tuple[pa.Table, str]:
 
 
 def _json_lines(content: bytes) -> Lines:
-    """Payloads (verbatim; undecodable bytes escaped as \\xNN) and the UTF-8 errors. A whole
-    file is split and UTF-8 checked by Arrow; only a file with a bad byte is decoded line by
-    line, to say which lines are bad and where."""
-    whole = pa.array([content], pa.large_binary())
-    lines = pc.split_pattern(whole, b"\n").values
-    if not content or content.endswith(b"\n"):
-        lines = lines.slice(0, len(lines) - 1)  # the empty text after the last newline
-    try:
-        payloads = lines.cast(pa.large_string())
-    except pa.ArrowInvalid:  # not UTF-8 somewhere
-        return _json_lines_one_by_one(content)
-    return Lines({}, payloads, pa.nulls(len(payloads), pa.string()), first_line=1)
-
-
-def _json_lines_one_by_one(content: bytes) -> Lines:
-    payloads: list[str] = []
-    errors: list[str | None] = []
-    for raw in content.split(b"\n"):
+    """Payloads (verbatim; undecodable bytes escaped as \\xNN) and the UTF-8 errors, built
+    as one Arrow array from the file's bytes with NumPy: the newlines are found and cut out
+    in two vectorised passes, and only lines with a non-ASCII byte (a few) are decoded by
+    Python, to find those that are not UTF-8 and say where."""
+    data = np.frombuffer(content, dtype=np.uint8)
+    newlines = np.flatnonzero(data == ord("\n"))
+    ends = newlines if content.endswith(b"\n") or not content else np.append(newlines, len(data))
+    rows = len(ends)
+    starts = np.concatenate(([0], newlines[: rows - 1] + 1)).astype(np.int64)
+    keep = np.ones(len(data), dtype=bool)
+    keep[newlines] = False
+    text = data[keep]  # every line, one after the other, without their newlines
+    offsets = np.concatenate(([0], ends - np.arange(rows))).astype(np.int64)
+    errors: list[str | None] = [None] * rows
+    replaced: dict[int, bytes] = {}
+    for row in np.unique(np.searchsorted(newlines, np.flatnonzero(data >= 0x80))).tolist():
+        raw = content[starts[row] : ends[row]]
         try:
-            payloads.append(raw.decode("utf-8"))
-            errors.append(None)
+            raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            payloads.append(raw.decode("utf-8", errors="backslashreplace"))
-            errors.append(f"invalid UTF-8: {error.reason} at byte {error.start}")
-    if payloads and payloads[-1] == "":
-        payloads.pop()
-        errors.pop()
-    return Lines({}, pa.array(payloads, pa.large_string()), pa.array(errors, pa.string()), 1)
+            errors[row] = f"invalid UTF-8: {error.reason} at byte {error.start}"
+            replaced[row] = raw.decode("utf-8", errors="backslashreplace").encode("utf-8")
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(text)]
+    if not replaced:  # every line is ASCII or was decoded above: valid UTF-8
+        payloads = pa.LargeStringArray.from_buffers(rows, buffers[1], buffers[2])
+        return Lines({}, payloads, pa.nulls(rows, pa.string()), first_line=1)
+    lines = pa.LargeBinaryArray.from_buffers(pa.large_binary(), rows, buffers)
+    mask = np.zeros(rows, dtype=bool)
+    mask[list(replaced)] = True
+    replacements = pa.array(list(replaced.values()), pa.large_binary())
+    fixed = pc.replace_with_mask(lines, pa.array(mask), replacements)
+    return Lines({}, fixed.cast(pa.large_string()), pa.array(errors, pa.string()), 1)
 
 
 def _flag_invalid_json(rows: pa.Table) -> pa.Table:

@@ -1,10 +1,12 @@
 """The in-process feature store (local profile): sorted NumPy arrays, vectorised per batch.
 
-Each entity's events sit in one sorted int64 array of keys ``entity << 32 | second``, so a
-window of any entity is two binary searches, and amounts in a prefix sum beside it, so its
-total is one subtraction. A batch is merged in with one insert; events older than the
-longest window (plus its delay) are dropped from time to time. Exact at the second, like
-the offline SQL's ``RANGE`` frames, and no history is rescanned per event.
+Each entity's events sit in one sorted int64 array of keys ``code << 33 | second + 2**32``
+(``code`` a dense number per customer or terminal, so any 64-bit id fits; the bias keeps a
+window's first second positive even before 1970), so a window of any entity is two binary
+searches, and amounts in a prefix sum beside it, so its total is one subtraction. A batch
+is merged in with one insert; events older than the longest window (plus its delay) are
+dropped from time to time. Exact at the second, like the offline SQL's ``RANGE`` frames,
+and no history is rescanned per event.
 
 Latency: the periodic work (merging the runs of ``_Events``, expiry) is linear
 merges and masks over arrays that are already sorted, never a sort of the whole history,
@@ -35,7 +37,10 @@ from lakebed.stream.store import (
     risk_share,
 )
 
-SHIFT = np.int64(32)
+SHIFT = 33  # the bits of a key's second; the entity's code sits above them
+BIAS = 1 << 32  # added to every second: 1834 to 2242 fit in SHIFT bits
+SECONDS = (1 << SHIFT) - 1
+MAX_CODE = (1 << 30) - 1  # codes above SHIFT bits must leave the sign bit alone
 # An LSM tree of three sorted runs: a batch is merged into the small run (a few thousand
 # events, so a batch costs microseconds), the small run into the middle one when it
 # holds SMALL_RUN events, and the middle run into the large one every COMPACT_EVERY
@@ -45,8 +50,25 @@ SMALL_RUN = 2_000
 COMPACT_EVERY = 50_000
 
 
-def _keys(entities: Int64s, seconds: Int64s) -> Int64s:
-    return (entities << SHIFT) | seconds
+def _keys(codes: Int64s, seconds: Int64s) -> Int64s:
+    return (codes << SHIFT) | (seconds + BIAS)
+
+
+class _Codes:
+    """Dense codes for entity ids: ids are any 64-bit integer, and a key has 30 bits for
+    the entity. A dict lookup per event (~0.1 µs) is all it costs."""
+
+    def __init__(self) -> None:
+        self._code: dict[int, int] = {}
+
+    def __call__(self, ids: Int64s) -> Int64s:
+        code = self._code
+        codes = np.fromiter(
+            (code.setdefault(entity, len(code)) for entity in ids.tolist()), np.int64, len(ids)
+        )
+        if len(code) > MAX_CODE:
+            raise OverflowError(f"more than {MAX_CODE:,} distinct entities in one store")
+        return codes
 
 
 class _Sorted:
@@ -138,7 +160,7 @@ class _Events:
     def compact(self, oldest: int) -> None:
         """Merge the smaller runs into the large one, dropping events before second
         ``oldest`` (every entity's); a mask keeps the order, so nothing is sorted."""
-        keep = (self.base.keys & np.int64(0xFFFFFFFF)) >= oldest
+        keep = (self.base.keys & SECONDS) >= oldest + BIAS
         kept = _Sorted(self.base.keys[keep], self.base.cents[keep])
         self.base = kept.merged(self.middle.merged(self.small))
         self.middle = self.small = _Sorted(EMPTY, EMPTY)
@@ -151,8 +173,10 @@ class MemoryStore(FeatureStore):
     def clear(self) -> None:
         self._customers = _Events()
         self._terminals = _Events()
-        # transaction -> terminal << 32 | second: an int, which the cyclic garbage
-        # collector does not track, where a tuple per event was one more object for it
+        self._customer_codes = _Codes()
+        self._terminal_codes = _Codes()
+        # transaction -> its terminal's key (code and second): an int, which the cyclic
+        # garbage collector does not track, where a tuple per event was one more object
         self._seen: dict[str, int] = {}
         self._waiting: dict[str, int] = {}  # chargebacks ahead of their transaction
         self._frauds: dict[str, tuple[int, int, int]] = {}  # -> (terminal, second, reported)
@@ -178,12 +202,14 @@ class MemoryStore(FeatureStore):
         out = np.empty((rows, len(FEATURE_NAMES)), dtype=np.float64)
         if not rows:
             return out
-        self._record(batch)
+        customers = self._customer_codes(batch.customers)
+        terminals = self._terminal_codes(batch.terminals)
+        self._record(batch, customers, terminals)
         out[:, _AMOUNT] = batch.cents / 100.0
         for name, values in instant_arrays(batch.seconds).items():
             out[:, _COLUMN[name]] = values
-        self._fill(out, _CUSTOMER, self._customers, batch.customers, batch.seconds)
-        self._fill(out, _TERMINAL, self._terminals, batch.terminals, batch.seconds)
+        self._fill(out, _CUSTOMER, self._customers, customers, batch.seconds)
+        self._fill(out, _TERMINAL, self._terminals, terminals, batch.seconds)
         return out
 
     def _fill(
@@ -191,8 +217,9 @@ class MemoryStore(FeatureStore):
     ) -> None:
         rows = len(ids)
         shifted = (ids << SHIFT)[None, :]
-        low = (shifted | (seconds[None, :] - plan.before[:, None])).ravel()
-        high = (shifted | (seconds[None, :] - plan.delay[:, None])).ravel()
+        biased = (seconds + BIAS)[None, :]
+        low = (shifted | (biased - plan.before[:, None])).ravel()
+        high = (shifted | (biased - plan.delay[:, None])).ravel()
         counted, cents = events.window(low, high)
         count = counted.reshape(-1, rows).astype(np.float64)
         total = cents.reshape(-1, rows).astype(np.float64)
@@ -213,12 +240,12 @@ class MemoryStore(FeatureStore):
             frauds = known.reshape(risks, rows).astype(np.float64)
             out[:, columns] = risk_share(frauds, count[spans]).T
 
-    def _record(self, batch: Transactions) -> None:
+    def _record(self, batch: Transactions, customers: Int64s, terminals: Int64s) -> None:
         new: list[int] = []
         for row, transaction in enumerate(batch.transaction_ids):
             if transaction not in self._seen:
-                terminal, second = int(batch.terminals[row]), int(batch.seconds[row])
-                self._seen[transaction] = terminal << 32 | second
+                terminal, second = int(terminals[row]), int(batch.seconds[row])
+                self._seen[transaction] = terminal << SHIFT | second + BIAS
                 new.append(row)
                 reported = self._waiting.pop(transaction, None)
                 if reported is not None:
@@ -228,8 +255,8 @@ class MemoryStore(FeatureStore):
             return
         rows = np.asarray(new, dtype=np.intp)
         seconds = batch.seconds[rows]
-        self._customers.add(_keys(batch.customers[rows], seconds), batch.cents[rows])
-        self._terminals.add(_keys(batch.terminals[rows], seconds), np.zeros(len(rows), np.int64))
+        self._customers.add(_keys(customers[rows], seconds), batch.cents[rows])
+        self._terminals.add(_keys(terminals[rows], seconds), np.zeros(len(rows), np.int64))
         self._latest = max(self._latest, int(seconds.max()))
         self._since_compaction += len(rows)
         if self._since_compaction >= COMPACT_EVERY:
@@ -250,7 +277,7 @@ class MemoryStore(FeatureStore):
             if seen is None:
                 self._waiting[transaction] = min(reported, self._waiting.get(transaction, reported))
             else:
-                self._frauds[transaction] = (seen >> 32, seen & 0xFFFFFFFF, reported)
+                self._frauds[transaction] = (seen >> SHIFT, (seen & SECONDS) - BIAS, reported)
             self._fraud_index_stale = True
         self._index_frauds()
 
@@ -289,7 +316,7 @@ class MemoryStore(FeatureStore):
         # keeps it longer than needed.
         expired = []
         for transaction, seen in self._seen.items():
-            if seen & 0xFFFFFFFF >= oldest:
+            if (seen & SECONDS) - BIAS >= oldest:
                 break
             expired.append(transaction)
         for transaction in expired:
