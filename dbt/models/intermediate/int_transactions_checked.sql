@@ -1,5 +1,6 @@
 -- A table, not a view: the JSON of every line is parsed once here, not once per model
--- that reads the checked lines (silver, quarantine, duplicates).
+-- that reads the checked lines (silver, quarantine, duplicates). The JSON kinds and the
+-- event time's text only serve the rules, so they are not written.
 {{ config(materialized='table') }}
 -- Every transaction line with the first contract rule it fails (null when it passes), in
 -- the order the rules are checked: a line is quarantined for one reason, the first.
@@ -20,7 +21,11 @@ terminals as (
 )
 
 select
-    staged.*,
+    {%- for column in ['transaction_id', 'event_time', 'card_id', 'customer_id', 'terminal_id',
+                       'mcc', 'amount', 'currency', 'channel', 'schema_version', 'parse_error',
+                       'source_file', 'line_number', 'batch_id', 'ingested_at'] %}
+    staged.{{ column }},
+    {%- endfor %}
     case
         when staged.parse_error like 'invalid UTF-8%' then 'invalid_encoding'
         when staged.parse_error is not null then 'invalid_json'
