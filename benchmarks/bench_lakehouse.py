@@ -21,7 +21,7 @@ Both use the machine's two cores. "startup" is imports plus the catalog (ours) o
 plus the SparkSession and its JVM (Spark); "end to end" is startup plus every stage.
 
 Run ``python benchmarks/bench_lakehouse.py``. On 2 cores the default world takes about 4
-minutes with every case; the 20M world takes 1.5 minutes to generate and about 6.5 minutes
+minutes with every case; the 20M world takes 1.5 minutes to generate and about 3.5 minutes
 per case of ours, and PySpark far longer (budget most of an hour and ~20 GB of scratch disk
 for the whole run). ``--skip-scale`` runs the default world only, ``--skip-spark`` and
 ``--skip-no-tests`` leave cases out, ``--world-home DIR`` keeps the generated worlds there
