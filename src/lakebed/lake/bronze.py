@@ -288,8 +288,8 @@ def _batches(todo: list[LandingFile], batch_files: int) -> Iterator[list[Landing
 
 def _batch_rows(feed: Feed, batch: list[LandingFile]) -> tuple[pa.Table, dict[str, str]]:
     """All rows of one batch as one Arrow table, and each file's sha256 (of the bytes
-    read). Files are read, hashed and split on two threads (hashlib and Arrow's kernels
-    release the GIL), and every column is built by Arrow: never a Python object per line."""
+    read). Files are read, hashed and split on two threads (hashlib and NumPy release the
+    GIL), and every column is built by NumPy and Arrow: never a Python object per line."""
     with ThreadPoolExecutor(max_workers=2) as pool:
         files = list(pool.map(partial(_file_rows, feed), batch))
     digests = {
