@@ -38,7 +38,7 @@ from lakebed.stream.store import (
 )
 
 SHIFT = 33  # the bits of a key's second; the entity's code sits above them
-BIAS = 1 << 32  # added to every second: 1834 to 2242 fit in SHIFT bits
+BIAS = 1 << 32  # added to every second: 1833-11 to 2106-02 fit in SHIFT bits
 SECONDS = (1 << SHIFT) - 1
 MAX_CODE = (1 << 30) - 1  # codes above SHIFT bits must leave the sign bit alone
 # An LSM tree of three sorted runs: a batch is merged into the small run (a few thousand
