@@ -251,21 +251,21 @@ def world_cases(
     if args.skip_no_tests:
         cases.remove("ours-no-tests")
     for case in cases:
-        scratch = Path(tempfile.mkdtemp(prefix=f"lakebed-bench-{case}-", dir=args.scratch_dir))
         console.log(f"  running {case} ...")
-        try:
-            landing = ["--landing", str(data_home / "landing"), "--scratch", str(scratch)]
-            results[case] = spawn(case, landing)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        results[case] = spawn_in_scratch(case, args, ["--landing", str(data_home / "landing")])
         console.log(f"  {case}: {results[case]['process_seconds']:.1f} s")
     if "spark" in results:  # the floor matters beside the baseline only
-        scratch = Path(tempfile.mkdtemp(prefix="lakebed-bench-floor-", dir=args.scratch_dir))
-        try:
-            results["dbt-floor"] = spawn("dbt-floor", ["--scratch", str(scratch)])
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        results["dbt-floor"] = spawn_in_scratch("dbt-floor", args, [])
     return results
+
+
+def spawn_in_scratch(case: str, args: argparse.Namespace, arguments: list[str]) -> dict[str, Any]:
+    """``spawn`` with a fresh scratch folder of its own, removed afterwards."""
+    scratch = Path(tempfile.mkdtemp(prefix=f"lakebed-bench-{case}-", dir=args.scratch_dir))
+    try:
+        return spawn(case, [*arguments, "--scratch", str(scratch)])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def stage_rows(results: dict[str, Any]) -> list[tuple[str, list[float | None]]]:

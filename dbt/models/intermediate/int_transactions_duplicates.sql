@@ -4,7 +4,7 @@
 -- sorts these few lines instead of every line with all its columns.
 {{ config(materialized='table') }}
 with valid as (
-    select transaction_id, source_file, line_number
+    select transaction_id, source_file, line_number, ingested_at
     from {{ ref('int_transactions_checked') }}
     where failed_rule is null
 ),
@@ -20,6 +20,7 @@ select
     transaction_id,
     source_file,
     line_number,
+    ingested_at,
     row_number() over arrivals as arrival,
     first_value(source_file) over arrivals as kept_source_file,
     first_value(line_number) over arrivals as kept_line_number

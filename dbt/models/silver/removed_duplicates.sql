@@ -6,10 +6,6 @@ with later_arrivals as (
 
 transaction_lines as (
     select * from {{ ref('int_transaction_lines') }}
-),
-
-checked as (
-    select source_file, line_number, ingested_at from {{ ref('int_transactions_checked') }}
 )
 
 select
@@ -19,11 +15,8 @@ select
     later_arrivals.kept_source_file,
     later_arrivals.kept_line_number,
     transaction_lines.raw_line,
-    checked.ingested_at
+    later_arrivals.ingested_at
 from later_arrivals
-inner join checked
-    on later_arrivals.source_file = checked.source_file
-    and later_arrivals.line_number = checked.line_number
 inner join transaction_lines
     on later_arrivals.source_file = transaction_lines.source_file
     and later_arrivals.line_number = transaction_lines.line_number

@@ -349,11 +349,11 @@ def _json_lines(content: bytes) -> Lines:
         except UnicodeDecodeError as error:
             errors[row] = f"invalid UTF-8: {error.reason} at byte {error.start}"
             replaced[row] = raw.decode("utf-8", errors="backslashreplace").encode("utf-8")
-    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(text)]
+    offsets_buffer, text_buffer = pa.py_buffer(offsets), pa.py_buffer(text)
     if not replaced:  # every line is ASCII or was decoded above: valid UTF-8
-        payloads = pa.LargeStringArray.from_buffers(rows, buffers[1], buffers[2])
+        payloads = pa.LargeStringArray.from_buffers(rows, offsets_buffer, text_buffer)
         return Lines({}, payloads, pa.nulls(rows, pa.string()), first_line=1)
-    lines = pa.LargeBinaryArray.from_buffers(pa.large_binary(), rows, buffers)
+    lines = pa.Array.from_buffers(pa.large_binary(), rows, [None, offsets_buffer, text_buffer])
     mask = np.zeros(rows, dtype=bool)
     mask[list(replaced)] = True
     replacements = pa.array(list(replaced.values()), pa.large_binary())
