@@ -212,3 +212,37 @@ def test_redis_forgets_what_no_window_reaches(redis_server: RedisServer) -> None
         assert 0 < client.ttl("forget:c:1:l") <= RETENTION_DAYS * DAY
         client.close()
         store.clear()
+
+
+def test_redis_drops_waiting_chargebacks_and_fraud_marks_no_window_needs(
+    redis_server: RedisServer,
+) -> None:
+    """Chargebacks waiting for their transaction sit in one hash, and terminals with frauds
+    are named in one set: neither may grow for ever. A waiting chargeback reported before
+    anything a window reaches goes with the next batch; one that still matters waits and
+    applies; a terminal whose frauds have expired leaves the set when next seen."""
+    from lakebed.stream.redis_store import RedisStore
+    from lakebed.stream.store import RETENTION_DAYS
+
+    retention = RETENTION_DAYS * DAY
+    with RedisStore(redis_server.url, prefix="drop:") as store:
+        store.clear()
+        client = redis.Redis.from_url(redis_server.url)
+        store.record_chargebacks(
+            Chargebacks(["never", "soon"], np.array([START, START + retention]))
+        )
+        assert client.hlen("drop:cb") == 2
+        store.update(tx(["x"], [START + retention + HOUR], [1.0], terminal=5))
+        assert client.hkeys("drop:cb") == [b"soon"]  # "never" can reach no window now
+        fraud_at = START + retention - HOUR
+        store.update(tx(["soon"], [fraud_at], [5.0], terminal=5))
+        assert client.hlen("drop:cb") == 0
+        assert client.smembers("drop:tf") == {b"5"}
+        row = store.update(tx(["y"], [fraud_at + 7 * DAY + 60], [1.0], terminal=5))[0]
+        assert (row[column("terminal_transactions_1d")], row[column("terminal_risk_1d")]) == (1, 1)
+        client.delete("drop:t:5:f")  # as its expiry would
+        row = store.update(tx(["z"], [fraud_at + 7 * DAY + 120], [1.0], terminal=5))[0]
+        assert row[column("terminal_risk_1d")] == 0.0
+        assert client.smembers("drop:tf") == set()
+        client.close()
+        store.clear()
