@@ -139,6 +139,11 @@ class StreamSettings(BaseModel):
     poll_timeout_ms: int = Field(
         5, ge=0, description="how long a poll waits when nothing has arrived"
     )
+    commit_interval_ms: int | None = Field(
+        None,
+        ge=0,
+        description="least ms between a worker's transactions; empty: the log's (Kafka 10, else 0)",
+    )
     alert_threshold: float | None = Field(
         None, gt=0, lt=1, description="score from which to alert; empty: fraud.review_threshold"
     )

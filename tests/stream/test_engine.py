@@ -213,3 +213,38 @@ def test_workers_follow_a_new_champion_without_stopping(
     versions = [orjson.loads(r.value or b"")["model_version"] for r in read_all(log, SCORED)]
     assert versions[:10] == [version] * 10
     assert versions[-10:] == ["next"] * 10
+
+
+@pytest.mark.parametrize("interval_ms", [0, 400])
+def test_a_quiet_stream_is_committed_once_an_interval(
+    feed: Feed, champion: ModelLoader, lakehouse: Lakehouse, interval_ms: int
+) -> None:
+    """Records arriving 20 ms apart: committed one by one with no interval, and with one
+    of 400 ms gathered into a transaction (two at most: the first record may find the
+    interval since the engine started already over)."""
+    settings = lakehouse.settings.model_copy(
+        update={
+            "stream": lakehouse.settings.stream.model_copy(
+                update={"commit_interval_ms": interval_ms}
+            )
+        }
+    )
+    log = MemoryLog()
+    log.create_topics(TOPICS)
+    engine = StreamEngine(log, MemoryStore(), champion, settings)
+    sent = [m for m in feed.messages if m[0] == TRANSACTIONS][:10]
+
+    def produce() -> None:
+        with log.producer() as producer:
+            for topic, key, value in sent:
+                producer.send(topic, key, value)
+                time.sleep(0.02)
+
+    threading.Thread(target=produce, daemon=True).start()
+    stats = engine.run(idle_exit_s=0.6)
+    assert stats.transactions + stats.dead_letters == len(sent)
+    assert len(read_all(log, SCORED)) == stats.transactions
+    if interval_ms:
+        assert stats.batches <= 2
+    else:
+        assert stats.batches >= 5

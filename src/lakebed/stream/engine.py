@@ -204,7 +204,7 @@ class StreamEngine:
         self._consumer = consumer
         self.stats = EngineStats()
         producer = self.log.producer(transactional_id=f"{config.group}.{self.worker}")
-        idle_since = time.monotonic()
+        idle_since = committed = time.monotonic()
         try:
             while not stop.is_set():
                 records = consumer.poll(config.batch_size, config.poll_timeout_ms / 1000)
@@ -213,8 +213,10 @@ class StreamEngine:
                         break
                     self._follow_champion()
                     continue
+                records = self._gather(records, consumer, committed)
                 idle_since = time.monotonic()
                 self._transact(records, consumer, producer)
+                committed = time.monotonic()
                 if on_batch is not None:
                     on_batch(self.stats)
                 self._follow_champion()
@@ -223,6 +225,21 @@ class StreamEngine:
             producer.close()
             self._pointer.close()
         return self.stats
+
+    def _gather(self, records: list[Record], consumer: Consumer, committed: float) -> list[Record]:
+        """More records for the batch until the commit interval since the last transaction
+        has passed (or the batch is full): under load a batch takes longer than that
+        anyway, and a quiet stream is committed every interval instead of every record."""
+        config = self.settings.stream
+        interval = config.commit_interval_ms
+        if interval is None:
+            interval = self.log.commit_interval_ms
+        while len(records) < config.batch_size:
+            left = committed + interval / 1000 - time.monotonic()
+            if left <= 0:
+                break
+            records += consumer.poll(config.batch_size - len(records), left)
+        return records
 
     def lag(self) -> int:
         """Input records not yet read (-1 before the engine runs)."""
