@@ -24,6 +24,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +82,41 @@ def transactions(settings: Settings) -> list[Message]:
     return [m for m in feed_messages(settings.data_home, first, last) if m[0] == TRANSACTIONS]
 
 
+EVENT_TIME = re.compile(rb'"event_time":"([^"]+)"')
+
+
+def _event_time(value: bytes) -> tuple[datetime, re.Match[bytes]] | None:
+    match = EVENT_TIME.search(value)
+    if match is None:
+        return None
+    try:
+        return datetime.fromisoformat(match[1].decode()), match
+    except ValueError:  # a dirty line: sent as it is
+        return None
+
+
 def rounds(messages: list[Message], count: int) -> list[Message]:
-    """``count`` messages: the week again and again, each round with its own ids."""
+    """``count`` messages: the days replayed again and again, each round with its own ids
+    and its events that many days later than the round before. Time passes as in a live
+    stream, so the
+    stores expire what no window reaches and hold a steady month of events (with the same
+    week's seconds every round, they grew by a round each time and so did their
+    compactions)."""
+    times = [t[0] for _, _, v in messages if (t := _event_time(v)) is not None]
+    span = timedelta(days=(max(times).date() - min(times).date()).days + 1)
     out: list[Message] = []
     n = 0
     while len(out) < count:
         tag = f'"transaction_id":"r{n}_'.encode()
-        out += [(t, k, v.replace(b'"transaction_id":"', tag, 1)) for t, k, v in messages]
+        for topic, key, value in messages[: count - len(out)]:
+            value = value.replace(b'"transaction_id":"', tag, 1)
+            if n and (found := _event_time(value)) is not None:
+                at, match = found
+                later = (at + n * span).isoformat().encode()
+                value = value[: match.start(1)] + later + value[match.end(1) :]
+            out.append((topic, key, value))
         n += 1
-    return out[:count]
+    return out
 
 
 def start_of_replay(settings: Settings) -> datetime:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import numpy as np
@@ -238,6 +240,44 @@ def test_the_in_process_store_forgets_what_no_window_reaches() -> None:
     assert store.held() <= (RETENTION_DAYS + 1) * per_day + COMPACT_EVERY
     # the ids a batch at a time, not a compaction's worth late; the ghosts are gone
     assert store.remembered() <= (RETENTION_DAYS + 2) * per_day
+
+
+def test_in_process_windows_stay_exact_while_a_compaction_runs_in_the_background() -> None:
+    """The large merge runs on a thread; until it is done, the runs it merges are a run of
+    their own, and every event is counted exactly once before, during and after."""
+    from lakebed.stream.memory_store import _Events, _keys
+
+    compactor = ThreadPoolExecutor(1)
+    events = _Events(compactor)
+
+    def add(seconds: range) -> None:
+        ones = np.ones(len(seconds), np.int64)
+        events.add(_keys(ones, np.array(seconds)), ones)
+
+    def window() -> tuple[int, int]:
+        """Events of seconds 50..159, and cents of 0..159."""
+        ends = _keys(np.array([1, 1]), np.array([159, 159]))
+        count, cents = events.window(_keys(np.array([1, 1]), np.array([50, 0])), ends)
+        return int(count[0]), int(cents[1])
+
+    add(range(100))
+    events.compact(0)
+    events.settle(wait=True)
+    assert len(events.base) == 100
+    gate = threading.Event()
+    compactor.submit(gate.wait)  # holds the next compaction back until the gate opens
+    add(range(100, 150))
+    events.compact(50)  # the large run's seconds 0..49 expire
+    add(range(150, 160))
+    assert len(events.frozen) == 50  # set aside, still waiting
+    assert len(events.base) == 100
+    assert window() == (110, 160)
+    gate.set()
+    events.settle(wait=True)
+    assert len(events.frozen) == 0
+    assert len(events) == 110
+    assert window() == (110, 110)  # seconds 0..49 are gone
+    compactor.shutdown()
 
 
 def test_redis_forgets_what_no_window_reaches(redis_server: RedisServer) -> None:

@@ -12,14 +12,16 @@ Latency: the periodic work (merging the runs of ``_Events``, expiry) is linear
 merges and masks over arrays that are already sorted, never a sort of the whole history:
 a re-sort of a month of events (~400k) stalled the batch in hand for tens of milliseconds,
 and that stall was the in-process engine's p99. What is left of it is spread out: the
-customers' runs, the terminals' and the frauds are compacted by turns, each in its own
-batch (3 to 5 ms each, where all three and the ids' expiry at once took ~21 ms, measured),
-and the seen transaction ids expire a batch's worth at a time, as they were added.
+customers' runs, the terminals' and the frauds are compacted by turns (all three and the
+ids' expiry at once took ~21 ms, measured), the large merges on a background thread
+(NumPy lets go of the GIL for them, so a batch no longer waits 3 to 10 ms for one), and
+the seen transaction ids expire a batch's worth at a time, as they were added.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -130,17 +132,41 @@ class _Sorted:
 EMPTY = np.empty(0, dtype=np.int64)
 
 
+def _compacted(base: _Sorted, rest: _Sorted, oldest: int) -> _Sorted:
+    """``base`` without the events before second ``oldest``, and ``rest`` merged in; its
+    prefix sum made here too, so that the batch that first reads it does not pay."""
+    keep = (base.keys & SECONDS) >= oldest + BIAS
+    merged = _Sorted(base.keys[keep], base.cents[keep]).merged(rest)
+    _ = merged.prefix
+    return merged
+
+
 class _Events:
     """(entity, second) keys with amounts in cents, in the three runs of an LSM tree (see
-    ``SMALL_RUN``): a batch costs a merge into the small run, not a copy of everything."""
+    ``SMALL_RUN``): a batch costs a merge into the small run, not a copy of everything.
 
-    def __init__(self) -> None:
+    With a ``compactor``, the large merge runs there: the smaller runs are set aside as a
+    fourth, ``frozen``, run until the new large one replaces both. Every event is in
+    exactly one run meanwhile, so windows stay exact at any moment; only expired events
+    (which no window reaches) stay a little longer."""
+
+    def __init__(self, compactor: ThreadPoolExecutor | None = None) -> None:
         self.base = _Sorted(EMPTY, EMPTY)
+        self.frozen = _Sorted(EMPTY, EMPTY)
         self.middle = _Sorted(EMPTY, EMPTY)
         self.small = _Sorted(EMPTY, EMPTY)
+        self._compactor = compactor
+        self._compacting: Future[_Sorted] | None = None
 
     def __len__(self) -> int:
-        return len(self.base) + len(self.middle) + len(self.small)
+        return len(self.base) + len(self.frozen) + len(self.middle) + len(self.small)
+
+    def settle(self, wait: bool = False) -> None:
+        """Take the new large run once its compaction is done (or wait for it)."""
+        if self._compacting is not None and (wait or self._compacting.done()):
+            self.base = self._compacting.result()
+            self.frozen = _Sorted(EMPTY, EMPTY)
+            self._compacting = None
 
     def add(self, keys: Int64s, cents: Int64s) -> None:
         self.small = self.small.merged(_Sorted.of(keys, cents))
@@ -153,7 +179,7 @@ class _Events:
         order = np.argsort(low, kind="stable")
         low, high = low[order], high[order]
         count, cents = self.base.window(low, high)
-        for run in (self.middle, self.small):
+        for run in (self.frozen, self.middle, self.small):
             if len(run):
                 more, extra = run.window(low, high)
                 count, cents = count + more, cents + extra
@@ -163,20 +189,29 @@ class _Events:
 
     def compact(self, oldest: int) -> None:
         """Merge the smaller runs into the large one, dropping events before second
-        ``oldest`` (every entity's); a mask keeps the order, so nothing is sorted."""
-        keep = (self.base.keys & SECONDS) >= oldest + BIAS
-        kept = _Sorted(self.base.keys[keep], self.base.cents[keep])
-        self.base = kept.merged(self.middle.merged(self.small))
+        ``oldest`` (every entity's); a mask keeps the order, so nothing is sorted. A
+        compaction still running finishes first (they are 50k events apart)."""
+        self.settle(wait=True)
+        rest = self.middle.merged(self.small)
         self.middle = self.small = _Sorted(EMPTY, EMPTY)
+        if self._compactor is None:
+            self.base = _compacted(self.base, rest, oldest)
+        else:
+            self.frozen = rest
+            self._compacting = self._compactor.submit(_compacted, self.base, rest, oldest)
 
 
 class MemoryStore(FeatureStore):
-    def __init__(self) -> None:
+    def __init__(self, background: bool = True) -> None:
+        """With ``background``, the large merges run on a thread of their own."""
+        self._compactor = (
+            ThreadPoolExecutor(1, thread_name_prefix="lakebed-compaction") if background else None
+        )
         self.clear()
 
     def clear(self) -> None:
-        self._customers = _Events()
-        self._terminals = _Events()
+        self._customers = _Events(self._compactor)
+        self._terminals = _Events(self._compactor)
         self._customer_codes = _Codes()
         self._terminal_codes = _Codes()
         # transaction -> its terminal's key (code and second): an int, which the cyclic
@@ -196,10 +231,14 @@ class MemoryStore(FeatureStore):
         self._latest = 0
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Wait for a compaction in flight and stop its thread."""
+        if self._compactor is not None:
+            self._compactor.shutdown(wait=True)
 
     def held(self) -> int:
-        """Customer events in memory: bounded by the retention, whatever the history."""
+        """Customer events in memory once compactions in flight are done: bounded by the
+        retention, whatever the history."""
+        self._customers.settle(wait=True)
         return len(self._customers)
 
     def remembered(self) -> int:
@@ -215,6 +254,8 @@ class MemoryStore(FeatureStore):
         out = np.empty((rows, len(FEATURE_NAMES)), dtype=np.float64)
         if not rows:
             return out
+        self._customers.settle()
+        self._terminals.settle()
         customers = self._customer_codes(batch.customers)
         terminals = self._terminal_codes(batch.terminals)
         self._record(batch, customers, terminals)
