@@ -98,9 +98,8 @@ def _event_time(value: bytes) -> tuple[datetime, re.Match[bytes]] | None:
 def rounds(messages: list[Message], count: int) -> list[Message]:
     """``count`` messages: the days replayed again and again, each round with its own ids
     and its events that many days later than the round before. Time passes as in a live
-    stream, so the
-    stores expire what no window reaches and hold a steady month of events (with the same
-    week's seconds every round, they grew by a round each time and so did their
+    stream, so the stores expire what no window reaches and hold a steady month of events
+    (with the same seconds every round, they grew by a round each time and so did their
     compactions)."""
     times = [t[0] for _, _, v in messages if (t := _event_time(v)) is not None]
     span = timedelta(days=(max(times).date() - min(times).date()).days + 1)
@@ -223,17 +222,11 @@ def paced_producer(bootstrap: str, path: str, rate: int) -> None:
 
     from confluent_kafka import Producer
 
+    from lakebed.stream.kafka_log import producer_config
+
     with open(path, "rb") as file:
         messages: list[Message] = pickle.load(file)
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-            "compression.type": "lz4",
-        }
-    )
+    producer = Producer(producer_config(bootstrap, None))
     cpu = time.process_time()
     began = time.perf_counter()
     for sent, (topic, key, value) in enumerate(messages, 1):

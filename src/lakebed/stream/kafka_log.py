@@ -198,28 +198,34 @@ def _record(message: Message) -> Record:
     )
 
 
+def producer_config(bootstrap_servers: str, transactional_id: str | None) -> dict[str, Any]:
+    """librdkafka's settings for the log's producers (the benchmark's load uses them too)."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap_servers,
+        "enable.idempotence": True,
+        "acks": "all",
+        # A plain producer waits 5 ms to fill a request: at 5k records/s, 1 ms meant
+        # requests of ~5 records and the broker busy 89 % of a core, 5 ms 32 %. A
+        # transactional one (the engine) sends at once: its batch is in hand, and with
+        # 5 ms a commit took longer (p50 4.9 vs 3.0 ms) and the broker did more.
+        "linger.ms": 1 if transactional_id is not None else 5,
+        "compression.type": "lz4",
+        # A transaction's offsets are refused (CONCURRENT_TRANSACTIONS) until the
+        # coordinator has finished the previous commit, a few ms; at the default 100 ms
+        # backoff a batch's commit took 11 ms at the median and 117 at p90 on a local
+        # broker, with 2-10 ms 4 and 10 (measured, batches of 100).
+        "retry.backoff.ms": 2,
+        "retry.backoff.max.ms": 10,
+    }
+    if transactional_id is not None:
+        config["transactional.id"] = transactional_id
+        config["transaction.timeout.ms"] = 10_000
+    return config
+
+
 class KafkaLogProducer(Producer):
     def __init__(self, bootstrap_servers: str, transactional_id: str | None) -> None:
-        config: dict[str, Any] = {
-            "bootstrap.servers": bootstrap_servers,
-            "enable.idempotence": True,
-            "acks": "all",
-            # A plain producer waits 5 ms to fill a request: at 5k records/s, 1 ms meant
-            # requests of ~5 records and the broker busy 89 % of a core, 5 ms 32 %. A
-            # transactional one (the engine) sends at once: its batch is in hand, and with
-            # 5 ms a commit took longer (p50 4.9 vs 3.0 ms) and the broker did more.
-            "linger.ms": 1 if transactional_id is not None else 5,
-            "compression.type": "lz4",
-            # A transaction's offsets are refused (CONCURRENT_TRANSACTIONS) until the
-            # coordinator has finished the previous commit, a few ms; at the default 100 ms
-            # backoff a batch's commit took 11 ms at the median and 117 at p90 on a local
-            # broker, with 2-10 ms 4 and 10 (measured, batches of 100).
-            "retry.backoff.ms": 2,
-            "retry.backoff.max.ms": 10,
-        }
-        if transactional_id is not None:
-            config["transactional.id"] = transactional_id
-            config["transaction.timeout.ms"] = 10_000
+        config = producer_config(bootstrap_servers, transactional_id)
         self._producer = KafkaProducer(config)
         self._errors: list[str] = []
         if transactional_id is not None:

@@ -357,19 +357,13 @@ class MemoryStore(FeatureStore):
         if self._fraud_index_stale:
             self._fraud_index_stale = False
             self._new_frauds.clear()
-            entries = np.array(list(self._frauds.values()), dtype=np.int64).reshape(-1, 3)
-            keys = _keys(entries[:, 0], entries[:, 1])
-            order = np.argsort(keys, kind="stable")
-            self._fraud_keys = keys[order]
-            self._fraud_reported = entries[order, 2]
+            self._fraud_keys, self._fraud_reported = _by_key(list(self._frauds.values()))
         elif self._new_frauds:
-            entries = np.array(self._new_frauds, dtype=np.int64)
+            keys, reported = _by_key(self._new_frauds)
             self._new_frauds.clear()
-            keys = _keys(entries[:, 0], entries[:, 1])
-            order = np.argsort(keys, kind="stable")
-            slots = np.searchsorted(self._fraud_keys, keys[order], side="right")
-            self._fraud_keys = np.insert(self._fraud_keys, slots, keys[order])
-            self._fraud_reported = np.insert(self._fraud_reported, slots, entries[order, 2])
+            slots = np.searchsorted(self._fraud_keys, keys, side="right")
+            self._fraud_keys = np.insert(self._fraud_keys, slots, keys)
+            self._fraud_reported = np.insert(self._fraud_reported, slots, reported)
 
     def _known_frauds(
         self, terminals: Int64s, seconds: Int64s, low: Int64s, high: Int64s
@@ -405,6 +399,14 @@ class MemoryStore(FeatureStore):
             self._waiting = {t: r for t, r in self._waiting.items() if r >= oldest}
         self._compactions += 1
         self._since_compaction = 0
+
+
+def _by_key(frauds: list[tuple[int, int, int]]) -> tuple[Int64s, Int64s]:
+    """(terminal, second, reported) frauds as sorted keys and their report seconds."""
+    entries = np.array(frauds, dtype=np.int64).reshape(-1, 3)
+    keys = _keys(entries[:, 0], entries[:, 1])
+    order = np.argsort(keys, kind="stable")
+    return keys[order], entries[order, 2]
 
 
 _COLUMN = {name: column for column, name in enumerate(FEATURE_NAMES)}
