@@ -45,6 +45,12 @@ BAD = [
         b'"terminal":{"terminal_id":1},"amount":{"value":5.0,"currency":"EUR"}}',
         "card.customer_id",
     ),
+    (  # valid by the schema, but from the future: it would expire every window's history
+        b'{"transaction_id":"tx_bad4","event_time":"2106-02-07T06:28:15+00:00",'
+        b'"card":{"card_id":"c","customer_id":7},"terminal":{"terminal_id":1},'
+        b'"amount":{"value":5.0,"currency":"EUR"}}',
+        "event_time",
+    ),
 ]
 
 

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from lakebed.fraud.scoring import RawTransaction
 from lakebed.stream.events import (
+    MAX_AHEAD_S,
     ScoredEvent,
     TransactionEvent,
     _decode_fast,
@@ -140,6 +141,20 @@ def test_the_fast_decoder_never_accepts_what_pydantic_refuses(value: bytes) -> N
     if slow is not None:
         assert parsed.seconds == [slow[1]]
         assert same_event(parsed.events[0], slow[0])
+
+
+@pytest.mark.parametrize("ahead_s", [-86_400 * 3_000, 0, 3_599, 3_601, 86_400 * 2_000])
+def test_a_transaction_far_ahead_of_its_message_is_a_dead_letter(ahead_s: int) -> None:
+    written = datetime.fromisoformat(VALID["event_time"]) - timedelta(seconds=ahead_s)
+    stamp_ms = round(written.timestamp() * 1000)
+    parsed = parse_transactions([Record(TRANSACTIONS, 0, 0, b"k", orjson.dumps(VALID), stamp_ms)])
+    if ahead_s <= MAX_AHEAD_S:
+        assert len(parsed.events) == 1
+        assert not parsed.dead
+    else:
+        assert not parsed.events
+        assert parsed.dead[0].error.startswith("event_time: "), parsed.dead[0].error
+        assert "after the message was written" in parsed.dead[0].error
 
 
 def test_the_feed_takes_the_fast_path_and_agrees_with_pydantic(lakehouse: Lakehouse) -> None:

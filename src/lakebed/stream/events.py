@@ -34,6 +34,11 @@ from lakebed.stream.store import Chargebacks, Transactions
 from lakebed.world.spec import ISO_4217
 
 _Id = Annotated[int, Meta(ge=0, le=MAX_ID)]
+# How far a transaction's time may run ahead of its message's log timestamp (a terminal's
+# clock off by some minutes is common; a payment from next year is an error). The stores
+# expire history by the latest event time they have seen: one event dated decades ahead,
+# valid by the schema, would make every window forget everything before it.
+MAX_AHEAD_S = 3_600
 _Finite = Annotated[float, Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
 
 
@@ -171,7 +176,8 @@ def _decode_fast(value: bytes) -> tuple[TransactionEvent, int] | None:
 
 def parse_transactions(records: list[Record]) -> ParsedTransactions:
     """Every message decoded once by the mirror; the rare one it refuses is validated by
-    pydantic, which either accepts it or says what is wrong."""
+    pydantic, which either accepts it or says what is wrong. A transaction dated more
+    than ``MAX_AHEAD_S`` after its message was written is refused as well."""
     parsed = ParsedTransactions([], [], [], [])
     for record in records:
         value = record.value
@@ -185,6 +191,17 @@ def parse_transactions(records: list[Record]) -> ParsedTransactions:
                 parsed.dead.append(DeadLetter(record, describe(error)))
                 continue
             fast = TransactionEvent.of(raw), int(raw.event_time.timestamp())
+        # A log timestamp of 0 or less is unknown (Kafka's -1): nothing to compare with.
+        ahead = fast[1] - record.timestamp_ms // 1000
+        if record.timestamp_ms > 0 and ahead > MAX_AHEAD_S:
+            parsed.dead.append(
+                DeadLetter(
+                    record,
+                    f"event_time: {ahead / 3_600:,.1f} h after the message was written "
+                    f"(at most {MAX_AHEAD_S // 3_600} h ahead is accepted)",
+                )
+            )
+            continue
         parsed.events.append(fast[0])
         parsed.records.append(record)
         parsed.seconds.append(fast[1])
