@@ -142,7 +142,7 @@ class StreamSettings(BaseModel):
     commit_interval_ms: int | None = Field(
         None,
         ge=0,
-        description="least ms between a worker's transactions; empty: the log's (Kafka 10, else 0)",
+        description="least ms between transaction starts; empty: the log's (Kafka 10, else 0)",
     )
     alert_threshold: float | None = Field(
         None, gt=0, lt=1, description="score from which to alert; empty: fraud.review_threshold"

@@ -116,8 +116,8 @@ class Producer(ABC):
 
 
 class EventLog(ABC):
-    # The least time between two of a worker's transactions that suits this log (the
-    # engine gathers records meanwhile): what a transaction costs the log decides it.
+    # The least time between the starts of two of a worker's transactions that suits this
+    # log (the engine gathers records meanwhile): what a transaction costs the log decides it.
     commit_interval_ms: int = 0
 
     @property
