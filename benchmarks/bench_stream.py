@@ -398,13 +398,16 @@ def kafka_redis(
         for name, pid in services.items():
             service_cpu[name] += process_cpu_s(pid)
         sent = json.loads(Path(str(path) + ".sent").read_text())
-        wall = time.time() - IDLE_EXIT_S - sent["began"]
         merged = Latencies()
         events = 0
+        last_batch_at = 0.0
         for _, stats in procs:
             data = json.loads(stats.read_text())
             merged.counts += np.asarray(data["latency_counts"], dtype=np.int64)
             events += data["transactions"]
+            last_batch_at = max(last_batch_at, data["last_batch_at"])
+        # from the first record sent to the last batch committed
+        wall = last_batch_at - sent["began"]
         cpu = {
             "workers": worker_cpu,
             **service_cpu,

@@ -246,9 +246,13 @@ def test_a_quiet_stream_is_committed_once_an_interval(
                 producer.send(topic, key, value)
                 time.sleep(0.02)
 
+    began = time.time()
     threading.Thread(target=produce, daemon=True).start()
     stats = engine.run(idle_exit_s=0.6)
     assert stats.transactions + stats.dead_letters == len(sent)
+    # the last commit, before the idle wait that ended the run (the bench's throughput)
+    assert began < stats.last_batch_at < time.time() - 0.5
+    assert stats.summary()["last_batch_at"] == stats.last_batch_at
     assert len(read_all(log, SCORED)) == stats.transactions
     if interval_ms:
         assert stats.batches <= 2

@@ -65,6 +65,9 @@ class EngineStats:
     latencies: Latencies = field(default_factory=Latencies)
     started: float = field(default_factory=time.perf_counter)
     busy_s: float = 0.0
+    # When the last batch was committed (Unix time): a run's throughput ends there, not at
+    # the worker's exit, which follows an idle wait and the clients' closing.
+    last_batch_at: float = 0.0
 
     @property
     def elapsed_s(self) -> float:
@@ -79,6 +82,7 @@ class EngineStats:
             "dead_letters": self.dead_letters,
             "batches": self.batches,
             "busy_s": self.busy_s,
+            "last_batch_at": self.last_batch_at,
             "elapsed_s": self.elapsed_s,
             "latency_counts": self.latencies.counts.tolist(),
         }
@@ -258,7 +262,8 @@ class StreamEngine:
             producer.abort()
             consumer.rewind()
             raise
-        done_ms = time.time() * 1000
+        self.stats.last_batch_at = time.time()
+        done_ms = self.stats.last_batch_at * 1000
         latencies = [done_ms - r.timestamp_ms for r in records if r.topic == TRANSACTIONS]
         self.stats.latencies.add(latencies)
         if self.activity is not None:
