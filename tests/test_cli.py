@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from lakebed.cli import app
+from lakebed.cli import _future_world_warning, app
+from lakebed.world.spec import WorldSpec
 
 runner = CliRunner()
 
@@ -77,3 +79,23 @@ def test_generate_prints_the_summary(tmp_path: Path) -> None:
     assert (tmp_path / "home" / "landing" / "transactions").is_dir()
     again = runner.invoke(app, [*arguments, "--data-home", str(tmp_path / "home")])
     assert "reused (same spec)" in again.output
+
+
+@pytest.mark.parametrize(("start", "warned"), [("2026-03-01", False), ("2026-03-25", True)])
+def test_a_world_that_runs_past_today_is_warned_about(start: str, warned: bool) -> None:
+    spec = WorldSpec(start_date=date.fromisoformat(start), n_days=10)
+    warning = _future_world_warning(spec, today=date(2026, 4, 1))
+    assert (warning is not None) == warned
+    if warning is not None:
+        assert "2026-04-03" in warning
+        assert "dead-letter" in warning
+
+
+def test_generate_warns_of_a_world_in_the_future(tmp_path: Path) -> None:
+    arguments = ["generate", "--customers", "50", "--terminals", "100", "--days", "3"]
+    start = date.today().replace(year=date.today().year + 1, month=1, day=1).isoformat()
+    result = runner.invoke(
+        app, [*arguments, "--start-date", start, "--data-home", str(tmp_path / "home")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "after today" in result.output
