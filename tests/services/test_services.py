@@ -28,7 +28,11 @@ from lakebed.services import KafkaCluster, RedisServer, ServiceError, deploy_dir
 def _free_base_port(start: int, nodes: int) -> int:
     """A base port whose client and controller ports are all free.
 
-    Fixed ports would collide with a developer's own cluster or a concurrent run.
+    Fixed ports would collide with a developer's own cluster or a concurrent run. Start
+    below Linux's ephemeral range (32768-60999): a port there that is free when checked
+    can become a client connection's local port before the node binds it (the 3-node
+    cluster at 39092 once lost a node to "Address already in use" while its peers
+    connected to each other).
     """
     for base in range(start, start + 20_000, 1000):
         ports = [base + i for i in range(nodes)] + [base + 100 + i for i in range(nodes)]
@@ -121,7 +125,7 @@ def kafka1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
 @pytest.fixture(scope="class")
 def kafka3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
     cluster = KafkaCluster(
-        tmp_path_factory.mktemp("kafka3"), brokers=3, base_port=_free_base_port(39092, 3)
+        tmp_path_factory.mktemp("kafka3"), brokers=3, base_port=_free_base_port(24092, 3)
     )
     try:
         cluster.up()
