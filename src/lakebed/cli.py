@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -171,13 +171,14 @@ def _future_world_warning(spec: WorldSpec, today: date) -> str | None:
     stream engine takes a transaction dated more than an hour after its message was sent
     for an error (a dead letter): replaying those days would score nothing. Said at once,
     not discovered as a dead-letter topic full of valid events."""
-    last = spec.start_date + timedelta(days=spec.n_days - 1)
-    if last <= today:
+    from lakebed.stream.events import MAX_AHEAD_S
+
+    if spec.last_day <= today:
         return None
     return (
-        f"note: this world runs until {last}, after today; `lakebed stream` sends its "
-        "transactions dated more than 1 h ahead of when they are sent to the dead-letter "
-        "topic, so replay a world that ends by today"
+        f"note: this world runs until {spec.last_day}, after today; `lakebed stream` sends "
+        f"its transactions dated more than {MAX_AHEAD_S // 3_600} h ahead of when they are "
+        "sent to the dead-letter topic, so replay a world that ends by today"
     )
 
 

@@ -156,7 +156,7 @@ def _key(line: bytes, field: str) -> bytes | None:
 def replay_days(settings: Settings) -> tuple[date, date]:
     """The last ``stream.replay_days`` days of the world's feed."""
     world = settings.world
-    last = world.start_date + timedelta(days=world.n_days - 1)
+    last = world.last_day
     first = max(world.start_date, last - timedelta(days=settings.stream.replay_days - 1))
     return first, last
 

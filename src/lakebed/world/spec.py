@@ -10,7 +10,7 @@ byte-identical files.
 from __future__ import annotations
 
 import hashlib
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -293,6 +293,10 @@ class WorldSpec(_Frozen):
         if change is not None and change >= self.n_days:
             raise ValueError(f"schema_change_day {change} is outside the {self.n_days}-day world")
         return self
+
+    @property
+    def last_day(self) -> date:
+        return self.start_date + timedelta(days=self.n_days - 1)
 
     @property
     def schema_change_day(self) -> int:
