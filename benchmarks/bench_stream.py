@@ -34,21 +34,23 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from lakebed.config import Settings
+from lakebed.fraud.models import FraudModel
 from lakebed.lake.catalog import open_catalog
 from lakebed.services import KafkaCluster, RedisServer
-from lakebed.stream.engine import StreamEngine, registry_loader
+from lakebed.stream.engine import Output, StreamEngine, registry_loader
 from lakebed.stream.kafka_log import KafkaLog
 from lakebed.stream.latency import Latencies, plot_latencies
+from lakebed.stream.log import Record
 from lakebed.stream.memory_log import MemoryLog
 from lakebed.stream.memory_store import MemoryStore
 from lakebed.stream.redis_store import RedisStore
 from lakebed.stream.replay import Message, feed_messages, replay_days, warm_up
-from lakebed.stream.topics import TOPICS, TRANSACTIONS, TopicSpec
+from lakebed.stream.topics import SCORED, TOPICS, TRANSACTIONS, TopicSpec
 
 HERE = Path(__file__).resolve().parent
 LAKEBED = str(Path(sys.executable).with_name("lakebed"))
@@ -321,6 +323,39 @@ def find_pid(marker: str) -> int:
     raise LookupError(f"no process with {marker!r} in its command line")
 
 
+class FloorEngine(StreamEngine):
+    """The engine's Kafka loop with no work: each transaction record is copied to the
+    scored topic as it is, in the same gathering, batches and transactions. Its latency
+    is what Kafka's exactly-once path costs on this machine before a feature is read or
+    a tree walked: the floor under the Kafka + Redis rows."""
+
+    def process(self, records: list[Record]) -> list[Output]:
+        copied = [Output(SCORED, r.key, r.value or b"") for r in records if r.topic == TRANSACTIONS]
+        self.stats.transactions += len(copied)
+        return copied
+
+
+def floor_worker(worker: str, version: str, idle_exit_s: float, stats: Path) -> None:
+    """A floor worker (its own process, started as ``lakebed stream`` workers are, with
+    the cluster profile's settings from the environment): no store, no model."""
+    from lakebed.cli import load_settings
+
+    settings = load_settings()
+    log = KafkaLog(settings.stream.kafka_bootstrap)
+    # The champion pointer is left as it is (the real workers load it); the floor only
+    # names a version so that the engine has one.
+    engine = FloorEngine(
+        log,
+        MemoryStore(),
+        lambda pointed: (cast(FraudModel, None), pointed or version),
+        settings,
+        worker=worker,
+    )
+    result = engine.run(idle_exit_s=idle_exit_s)
+    log.close()
+    stats.write_text(json.dumps(result.summary()))
+
+
 def kafka_redis(
     settings: Settings,
     messages: list[Message],
@@ -328,8 +363,11 @@ def kafka_redis(
     workers: list[int],
     seconds: int,
     warm_up_s: float,
+    kinds: str = "both",
 ) -> dict[str, Any]:
     import pickle
+
+    from lakebed.fraud.registry import Registry
 
     work = Path(tempfile.mkdtemp(prefix="bench-stream-services-"))
     kafka = KafkaCluster(work / "kafka", brokers=1, base_port=19592)
@@ -341,15 +379,18 @@ def kafka_redis(
         "Redis": find_pid(f"redis-server 127.0.0.1:{redis_server.port}"),
     }
 
-    def one_run(count: int, rate: int, seconds: int) -> dict[str, Any]:
+    version = Registry(settings).champion().version
+
+    def one_run(count: int, rate: int, seconds: int, floor: bool = False) -> dict[str, Any]:
         group = f"bench-{uuid.uuid4().hex[:6]}"
         log = KafkaLog(kafka.bootstrap_servers)
         # fresh topics per run: a run must not see the previous one's backlog
         prefix_env = run_env(settings, kafka, redis_server, group)
-        store = RedisStore(redis_server.url)
-        store.clear()
-        warm_up(store, open_catalog(settings), start_of_replay(settings), days=8)
-        store.close()
+        if not floor:
+            store = RedisStore(redis_server.url)
+            store.clear()
+            warm_up(store, open_catalog(settings), start_of_replay(settings), days=8)
+            store.close()
         log.create_topics(TOPICS)
         fresh_input_topic(log)
         offered = rounds(messages, rate * seconds)
@@ -358,12 +399,14 @@ def kafka_redis(
         procs = []
         for i in range(count):
             stats = work / f"stats-{group}-{i}.json"
+            command = [LAKEBED, "stream"]
+            if floor:
+                command = [sys.executable, str(Path(__file__)), "--floor-version", version]
             procs.append(
                 (
                     subprocess.Popen(
                         [
-                            LAKEBED,
-                            "stream",
+                            *command,
                             "--worker",
                             f"w{i}",
                             "--idle-exit",
@@ -424,13 +467,16 @@ def kafka_redis(
     try:
         warm_broker(kafka.bootstrap_servers, services["Kafka broker"], warm_up_s)
         # One short round, not counted: the workers' and Redis's first batches.
-        one_run(1, loads[0], 5)
-        for count in workers:
-            for rate in loads:
-                key = f"Kafka+Redis, {count} worker(s), {rate:,}/s offered"
-                results[key] = one_run(count, rate, seconds)
-                shown = {k: v for k, v in results[key].items() if k != "latencies"}
-                print(f"kafka+redis {key}: {shown}", flush=True)
+        one_run(1, loads[0], 5, floor=kinds == "floor")
+        chosen = {"engine": (False,), "floor": (True,), "both": (False, True)}[kinds]
+        for floor in chosen:
+            for count in workers:
+                for rate in loads:
+                    what = "Kafka floor (no work)" if floor else "Kafka+Redis"
+                    key = f"{what}, {count} worker(s), {rate:,}/s offered"
+                    results[key] = one_run(count, rate, seconds, floor)
+                    shown = {k: v for k, v in results[key].items() if k != "latencies"}
+                    print(f"{key}: {shown}", flush=True)
     finally:
         kafka.down()
         redis_server.down()
@@ -550,7 +596,21 @@ def main() -> None:
     parser.add_argument(
         "--warm-up", type=float, default=60, help="seconds of transactions to warm the broker"
     )
+    parser.add_argument(
+        "--kafka-rounds",
+        choices=["engine", "floor", "both"],
+        default="both",
+        help="the engine's Kafka rounds, the floor's (the same loop with no work), or both",
+    )
+    # A floor worker (started by the benchmark itself, not by hand).
+    parser.add_argument("--floor-version", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--idle-exit", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--stats", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.floor_version:
+        floor_worker(args.worker, args.floor_version, args.idle_exit, args.stats)
+        return
     loads = [int(x) for x in args.loads.split(",")]
     settings = prepare(args.data_home)
     messages = transactions(settings)
@@ -560,7 +620,9 @@ def main() -> None:
     cluster: dict[str, Any] = {}
     if not args.skip_kafka:
         workers = [int(x) for x in args.workers.split(",")]
-        cluster = kafka_redis(settings, messages, loads, workers, args.seconds, args.warm_up)
+        cluster = kafka_redis(
+            settings, messages, loads, workers, args.seconds, args.warm_up, args.kafka_rounds
+        )
         series.update({k: v.pop("latencies") for k, v in cluster.items()})
     out = plot_latencies(series, HERE / "stream_latency.png", "produce → score latency")
     print(json.dumps({"in_process": local, "kafka_redis": cluster}, indent=1, default=str))
