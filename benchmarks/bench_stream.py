@@ -10,12 +10,15 @@ round with fresh transaction ids so nothing is skipped as a replay):
 * Kafka + Redis (cluster profile): a real single-node broker and Redis, the producer in its
   own process at fixed offered loads, one and two ``lakebed stream`` worker processes;
   latency is from the record's create time to the commit of the transaction that
-  published its score, and the consumer lag is sampled to see whether it keeps growing.
+  published its score, and the consumer lag is sampled to see whether it keeps growing;
+* the Kafka floor: the same worker loop with no work in it (``FloorEngine``), at the same
+  loads, so the Kafka rows can be read against what Kafka's exactly-once path costs here.
 
-The baseline in the same run is the offered load itself: a worker keeps up when the lag
-stays flat. Run ``python benchmarks/bench_stream.py`` (about 8 minutes on 2 cores, a minute
-of it warming the broker; the default world's lakehouse and an XGBoost champion are built
-first unless ``--data-home`` has them). Writes ``stream_latency.png`` beside the results.
+The baselines in the same run are the offered load (a worker keeps up when the lag stays
+flat) and the floor. Run ``python benchmarks/bench_stream.py`` (about 15 minutes on 2
+cores, a minute of it warming the broker; ``--kafka-rounds engine`` leaves the floor out;
+the default world's lakehouse and an XGBoost champion are built first unless
+``--data-home`` has them). Writes ``stream_latency.png`` beside the results.
 """
 
 from __future__ import annotations

@@ -205,15 +205,15 @@ launch_node() {
     touch "$nd/server.log"
     stat -c %s "$nd/server.log" >"$nd/log.offset"
     rm -f "$nd/pid"
-    # setsid: the node outlives this script and ignores a Ctrl-C aimed at the
-    # caller. The pid is written by the process that then becomes the JVM.
     # ZGC, not G1: on two cores shared with its clients, G1's young pauses (13 ms
     # on average, up to 141 ms, about one a second under 20k transactional
-    # events/s) were the tail of every commit. With ZGC the engine's Kafka loop
-    # with no work (benchmarks/bench_stream.py's floor) went from a p99 of 88 to
-    # 21 ms at 20k events/s, for the same broker CPU. LAKEBED_KAFKA_GC_OPTS
-    # replaces the choice (e.g. "-XX:+UseG1GC -XX:MaxGCPauseMillis=20").
+    # events/s) made the slowest commits. With ZGC the engine's Kafka loop with
+    # no work (benchmarks/bench_stream.py's floor) went from a p99 of 88 to 21 ms
+    # at 20k events/s, for the same broker CPU. LAKEBED_KAFKA_GC_OPTS replaces
+    # the choice (e.g. "-XX:+UseG1GC -XX:MaxGCPauseMillis=20").
     local gc="${LAKEBED_KAFKA_GC_OPTS:--XX:+UseZGC}"
+    # setsid: the node outlives this script and ignores a Ctrl-C aimed at the
+    # caller. The pid is written by the process that then becomes the JVM.
     # shellcheck disable=SC2016  # $$ and $@ belong to the inner bash
     # shellcheck disable=SC2086  # the GC options are words, split on purpose
     setsid bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$nd/pid" \
