@@ -153,8 +153,12 @@ def screenshot(page: Page, name: str) -> Path:
 
 def wait_for_text(page: Page, pattern: str, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
+    body = ""
     while time.monotonic() < deadline:
-        if re.search(pattern, page.inner_text("body")):
+        body = page.inner_text("body")
+        if re.search(pattern, body):
             return
         page.wait_for_timeout(300)
-    raise AssertionError(f"{pattern!r} did not appear within {timeout_s:.0f} s")
+    raise AssertionError(
+        f"{pattern!r} did not appear within {timeout_s:.0f} s; the page said: {body[:1500]!r}"
+    )

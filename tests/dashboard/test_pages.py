@@ -68,6 +68,10 @@ def test_model_page_shows_versions_beside_the_handbook_and_curves(
     page: Page, dashboard: Dashboard
 ) -> None:
     open_page(page, dashboard, "models")
+    # Waited for, not read at once: in one clean-clone run the body read right after
+    # the page went idle had no champion yet (rerun, it passed); a page that never shows
+    # it fails with what it said instead.
+    wait_for_text(page, r"v\d+ · ")
     body = page.inner_text("body")
     champion = re.search(r"v(\d+) · ", body)
     assert champion, "the champion's version is shown"
