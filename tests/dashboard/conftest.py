@@ -151,13 +151,14 @@ def screenshot(page: Page, name: str) -> Path:
     return path
 
 
-def wait_for_text(page: Page, pattern: str, timeout_s: float = 30) -> None:
+def wait_for_text(page: Page, pattern: str, timeout_s: float = 30) -> str:
+    """The page's text once ``pattern`` is in it."""
     deadline = time.monotonic() + timeout_s
     body = ""
     while time.monotonic() < deadline:
         body = page.inner_text("body")
         if re.search(pattern, body):
-            return
+            return body
         page.wait_for_timeout(300)
     raise AssertionError(
         f"{pattern!r} did not appear within {timeout_s:.0f} s; the page said: {body[:1500]!r}"

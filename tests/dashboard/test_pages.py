@@ -71,8 +71,7 @@ def test_model_page_shows_versions_beside_the_handbook_and_curves(
     # Waited for, not read at once: in one clean-clone run the body read right after
     # the page went idle had no champion yet (rerun, it passed); a page that never shows
     # it fails with what it said instead.
-    wait_for_text(page, r"v\d+ · ")
-    body = page.inner_text("body")
+    body = wait_for_text(page, r"v\d+ · ")
     champion = re.search(r"v(\d+) · ", body)
     assert champion, "the champion's version is shown"
     assert plotted_points(page, "compare") > 0
